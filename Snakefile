@@ -1,0 +1,26 @@
+# probes: linear classifier probes over training (Alain & Bengio, 2016).
+# Run:  snakemake --cores 2            (settings in config.yaml)
+# Each stage's rules live in workflow/rules/; each calls the `probes` CLI in src/.
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+report: "workflow/report/workflow.rst"
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/probe.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

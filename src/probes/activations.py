@@ -1,0 +1,68 @@
+"""Probe-point activations in HDF5: written streaming, read back with checks.
+
+One file per checkpoint holds ``<split>/<point>`` (float32, ``(n, width)``,
+chunked by rows, compressed) and ``<split>/labels`` (int64) for every split.
+The file is written under a temporary name and renamed only when complete,
+and carries ``complete=True`` among its attributes; readers refuse anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+log = logging.getLogger(__name__)
+CHUNK_BYTES = 1 << 20
+
+
+class ActivationError(RuntimeError):
+    """An activation file that is incomplete, damaged or from elsewhere."""
+
+
+def chunk_rows(width: int, n: int) -> int:
+    """Rows per HDF5 chunk so that a chunk holds about 1 MiB."""
+    return max(1, min(n, CHUNK_BYTES // (4 * width)))
+
+
+def write_json(obj: dict, path: Path) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_point(path: Path, split: str, point: str, expect: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Activations ``(n, width)`` float32 and labels ``(n,)`` of one split and point.
+
+    ``expect`` maps file attributes (e.g. ``model_fingerprint``) to the values
+    they must have. Reads straight into one preallocated array.
+    """
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ActivationError(f"{path}: unreadable HDF5 file ({exc})") from exc
+    with f:
+        if not f.attrs.get("complete", False):
+            raise ActivationError(f"{path}: not marked complete; its extraction did not finish")
+        for key, value in (expect or {}).items():
+            if f.attrs.get(key) != value:
+                raise ActivationError(f"{path}: attribute {key} is {f.attrs.get(key)!r}, expected {value!r}")
+        name = f"{split}/{point}"
+        if name not in f:
+            raise ActivationError(f"{path}: no dataset {name!r}; it has {sorted(f[split]) if split in f else sorted(f)}")
+        ds, labels = f[name], f[f"{split}/labels"][:]
+        if ds.shape[0] != len(labels):
+            raise ActivationError(f"{path}: {name} has {ds.shape[0]} rows but {len(labels)} labels")
+        x = np.empty(ds.shape, dtype=np.float32)
+        try:
+            ds.read_direct(x)
+        except OSError as exc:
+            raise ActivationError(f"{path}: {name} is damaged ({exc})") from exc
+    return x, labels

