@@ -1,0 +1,78 @@
+import copy
+from pathlib import Path
+
+import pytest
+
+from probes.config import ConfigError, Experiment, load_yaml, validate
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+
+
+@pytest.fixture
+def config():
+    return load_yaml(REPO / "config.yaml")
+
+
+def check(config):
+    return validate(config, SCHEMA, source="config.yaml")
+
+
+def test_default_config_is_valid_and_reproduces_the_paper(config):
+    check(config)
+    exp = Experiment("mnist_convnet", config)
+    assert exp.steps == (0, 7820)  # 10 epochs of ceil(50000 / 64) = 782 minibatches
+    assert exp.points[0] == "input" and exp.points[-1] == "logits" and len(exp.points) == 10
+    assert check(load_yaml(REPO / "tests/data/config_tiny.yaml"))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.update(colour="red"), r"\(top level\).*'colour' was unexpected"),
+        (lambda c: c["experiments"]["mnist_convnet"]["train"].update(lr=-0.01),
+         r"experiments\.mnist_convnet\.train\.lr = -0\.01: .*less than or equal to the minimum of 0"),
+        (lambda c: c["experiments"]["mnist_convnet"]["train"].update(epochs="ten"),
+         r"experiments\.mnist_convnet\.train\.epochs = 'ten': 'ten' is not of type 'integer'"),
+        (lambda c: c["experiments"]["mnist_convnet"]["probe"].update(Cs=[]),
+         r"experiments\.mnist_convnet\.probe\.Cs = \[\]: \[\] should be non-empty"),
+        (lambda c: c["experiments"]["mnist_convnet"]["probe"].update(solver="newton"),
+         r"probe\.solver = 'newton': 'newton' is not one of \['lbfgs', 'sag', 'saga'\]"),
+        (lambda c: c["experiments"]["mnist_convnet"]["probe"]["overrides"].update(logits={"tol": 0}),
+         r"probe\.overrides\.logits\.tol = 0"),
+        (lambda c: c["experiments"]["mnist_convnet"].update(points=["input", "conv3_preact"]),
+         r"experiments\.mnist_convnet\.points: \['conv3_preact'\] are not probe points of model 'mnist_convnet'"),
+        (lambda c: c["experiments"]["mnist_convnet"]["checkpoints"].update(steps=[0, 9000]),
+         r"experiments\.mnist_convnet\.checkpoints\.steps: steps \[9000\] are beyond the end of training .*7820"),
+        (lambda c: c["experiments"]["mnist_convnet"]["checkpoints"].update(epochs=[11]),
+         r"checkpoints\.epochs: epochs \[11\] are beyond train\.epochs = 10"),
+        (lambda c: c["figures"]["figure5"].update(experiment="nope"),
+         r"figures\.figure5\.experiment = 'nope': no such experiment"),
+        (lambda c: c["figures"]["figure5"].update(steps=[0, 100]),
+         r"figures\.figure5\.steps: steps \[100\] are not checkpoints"),
+    ],
+)  # fmt: skip
+def test_bad_values_are_rejected_naming_key_value_and_expectation(config, edit, message):
+    bad = copy.deepcopy(config)
+    edit(bad)
+    with pytest.raises(ConfigError, match=message):
+        check(bad)
+
+
+def test_checkpoint_schedules_combine(config):
+    c = copy.deepcopy(config)
+    c["experiments"]["mnist_convnet"]["checkpoints"] = {"steps": [0, 100], "epochs": [1], "every_epochs": 4}
+    assert Experiment("mnist_convnet", c).steps == (0, 100, 782, 3128, 6256, 7820)
+    c["experiments"]["mnist_convnet"]["checkpoints"] = {"every_steps": 3000}
+    exp = Experiment("mnist_convnet", c)
+    assert exp.steps == (0, 3000, 6000, 7820) and exp.previous_step(6000) == 3000 and exp.previous_step(0) is None
+
+
+def test_probe_overrides_apply_to_their_point_only(config):
+    c = copy.deepcopy(config)
+    c["experiments"]["mnist_convnet"]["probe"]["overrides"] = {"conv1_preact": {"max_iter": 50, "solver": "saga"}}
+    check(c)
+    exp = Experiment("mnist_convnet", c)
+    assert exp.probe_settings("conv1_preact")["max_iter"] == 50 and exp.probe_settings("conv1_preact")["solver"] == "saga"
+    assert exp.probe_settings("input") == {k: v for k, v in c["experiments"]["mnist_convnet"]["probe"].items() if k != "overrides"}
+    assert exp.probe_mem_mb("conv1_preact") > 6000 > exp.probe_mem_mb("input")

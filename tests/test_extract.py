@@ -1,0 +1,74 @@
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from probes.activations import ActivationError, read_point
+from probes.data import load_splits
+from probes.extract import extract
+from probes.models import build_model
+from probes.train import train_segment
+
+POINTS = ["input", "conv1_preact", "conv2_postpool", "logits"]
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory, mnist_dir):
+    tmp = tmp_path_factory.mktemp("extract")
+    ds = {"name": "mnist", "n_train": 300, "n_val": 70, "n_test": 50, "split_seed": 1}
+    settings = {
+        "experiment": "t", "repeat": 0, "seed": 0, "model": {"name": "mnist_convnet"}, "dataset": ds,
+        "train": {"epochs": 1, "batch_size": 64, "lr": 0.01, "lr_decay": 0.95, "momentum": 0.9,
+                  "weight_decay": 5e-4, "log_every": 5},
+    }  # fmt: skip
+    train_segment(settings, mnist_dir, 0, tmp / "ck0.pt")
+    state = train_segment(settings, mnist_dir, 3, tmp / "ck.pt", start=tmp / "ck0.pt")
+    ex = {**{k: settings[k] for k in ("experiment", "repeat", "model", "dataset")}, "points": POINTS,
+          "extract": {"batch_size": 33, "compression": "gzip", "compression_level": 1}}  # fmt: skip
+    metrics = extract(ex, tmp / "ck.pt", mnist_dir, tmp / "act.h5", tmp / "model.json")
+    return tmp / "act.h5", state, load_splits(ds, mnist_dir), metrics
+
+
+def test_streamed_activations_equal_a_direct_forward_pass(extracted):
+    path, state, splits, metrics = extracted
+    model = build_model({"name": "mnist_convnet"}).eval()
+    model.load_state_dict(state["state_dict"])
+    for split, (x, y) in splits.items():
+        with torch.no_grad():
+            direct = model.forward_points(torch.from_numpy(x))
+        for point in POINTS:
+            got, labels = read_point(path, split, point)
+            assert got.dtype == np.float32 and got.shape == (len(x), direct[point][0].numel())
+            np.testing.assert_allclose(got, direct[point].flatten(1).numpy(), rtol=1e-5, atol=1e-5)
+            np.testing.assert_array_equal(labels, y)  # row order matches the labels
+        acc = (direct["logits"].argmax(1).numpy() == y).mean()
+        assert metrics[f"{split}_acc"] == pytest.approx(acc)
+
+
+def test_file_layout_and_attributes(extracted):
+    path, state, _, _ = extracted
+    with h5py.File(path) as f:
+        assert f.attrs["complete"] and f.attrs["step"] == 3 and list(f.attrs["points"]) == POINTS
+        assert set(f) == {"train", "val", "test"}
+        ds = f["train/conv1_preact"]
+        assert ds.compression == "gzip" and ds.chunks[1] == 25088 and ds.chunks[0] < 300
+        assert ds.attrs["layer_index"] == 1 and ds.attrs["width"] == 25088
+        assert len(f.attrs["model_fingerprint"]) == 16
+
+
+def test_reader_refuses_incomplete_damaged_or_foreign_files(extracted, tmp_path):
+    path = extracted[0]
+    with pytest.raises(ActivationError, match="attribute experiment is 't', expected 'other'"):
+        read_point(path, "train", "input", {"experiment": "other"})
+    with pytest.raises(ActivationError, match="no dataset 'train/fc1_postact'"):
+        read_point(path, "train", "fc1_postact")
+    incomplete = tmp_path / "incomplete.h5"
+    incomplete.write_bytes(path.read_bytes())
+    with h5py.File(incomplete, "a") as f:
+        f.attrs["complete"] = False
+    with pytest.raises(ActivationError, match="not marked complete"):
+        read_point(incomplete, "train", "input")
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ActivationError, match=str(truncated)):
+        read_point(truncated, "train", "conv1_preact")

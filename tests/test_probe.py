@@ -1,0 +1,93 @@
+import json
+
+import h5py
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from probes.probe import LinearProbe, column_stats, fit_point
+
+
+def separable(n, d=20, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(d, k))
+    x = (rng.normal(size=(n, d)) * rng.uniform(0.1, 10, size=d) + rng.normal(size=d) * 5).astype(np.float32)
+    return x, np.argmax(x @ w, axis=1)
+
+
+def test_linearly_separable_data_gives_near_zero_error():
+    x, y = separable(4000)
+    xv, yv = x[3000:], y[3000:]
+    probe = LinearProbe(Cs=[1.0, 100.0], max_iter=1000).fit(x[:2000], y[:2000], x[2000:3000], y[2000:3000])
+    assert probe.train_error_ < 0.01 and probe.val_error_ < 0.03
+    assert 1 - probe.score(xv, yv) < 0.04
+
+
+def test_random_labels_give_chance_error():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 30)).astype(np.float32)
+    y = rng.integers(0, 10, size=4000)
+    probe = LinearProbe(Cs=[1e-2, 1.0]).fit(x[:3000], y[:3000], x[3000:], y[3000:])
+    assert abs(probe.val_error_ - 0.9) < 0.04
+
+
+def test_c_is_chosen_by_validation_error_over_the_grid():
+    x, y = separable(600, d=50, seed=2)
+    flip = np.random.default_rng(3).random(600) < 0.2
+    y = np.where(flip, (y + 1) % 3, y)  # label noise so that C matters
+    xt, yt, xv, yv = x[:300], y[:300], x[300:], y[300:]
+    grid = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
+    probe = LinearProbe(Cs=grid, patience=None, tol=1e-8, max_iter=5000).fit(xt, yt, xv, yv)
+    assert [r["C"] for r in probe.path_] == grid
+    errors = [r["val_error"] for r in probe.path_]
+    assert probe.val_error_ == min(errors)
+    assert probe.C_ == grid[int(np.argmin(errors))]  # ties go to the smaller C
+    # each recorded validation error is that of an independent, cold, standardised scikit-learn fit
+    mean, scale = column_stats(xt)
+    for r in probe.path_:
+        ref = LogisticRegression(C=r["C"], tol=1e-8, max_iter=5000).fit((xt - mean) / scale, yt)
+        assert r["val_error"] == pytest.approx(1 - ref.score((xv - mean) / scale, yv), abs=2 / len(yv))
+    # raw-feature weights give the standardised model's predictions
+    ref = LogisticRegression(C=probe.C_, tol=1e-8, max_iter=5000).fit((xt - mean) / scale, yt)
+    assert np.mean(probe.predict(xv) == ref.predict((xv - mean) / scale)) > 0.99
+
+
+def test_patience_stops_the_walk_and_copy_false_standardises_in_place():
+    x, y = separable(800, seed=4)
+    noisy = np.where(np.random.default_rng(5).random(800) < 0.3, 0, y)
+    xt, xv = x[:400].copy(), x[400:].copy()
+    probe = LinearProbe(Cs=[1e-3, 1e-2, 1e-1, 1, 10, 100], patience=1).fit(xt, noisy[:400], xv, noisy[400:], copy=False)
+    tried = [r["C"] for r in probe.path_]
+    best = tried.index(probe.C_)
+    assert len(tried) == min(best + 2, 6)  # one C past the best, then stop
+    assert np.allclose(xt.mean(axis=0), 0, atol=1e-4) and not np.allclose(x[:400].mean(axis=0), 0, atol=1e-4)
+
+
+def test_constant_columns_do_not_break_standardisation():
+    x, y = separable(500)
+    x = np.hstack([x, np.full((500, 3), 7.0, np.float32)])
+    probe = LinearProbe(Cs=[1.0]).fit(x[:400], y[:400], x[400:], y[400:])
+    assert np.isfinite(probe.coef_).all() and probe.val_error_ < 0.1
+
+
+def test_fit_point_reports_non_convergence(tmp_path, caplog):
+    x, y = separable(900, d=40, seed=6)
+    path = tmp_path / "act.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs.update(complete=True, experiment="e", step=5)
+        for split, sl in (("train", slice(0, 500)), ("val", slice(500, 700)), ("test", slice(700, 900))):
+            f[f"{split}/labels"] = y[sl]
+            f[f"{split}/layer"] = x[sl]
+    settings = {"experiment": "e", "repeat": 0, "step": 5, "point": "layer", "layer_index": 3,
+                "probe": {"Cs": [1.0], "solver": "lbfgs", "tol": 1e-10, "max_iter": 2, "standardize": True,
+                          "patience": 1, "random_state": 0}}  # fmt: skip
+    result = fit_point(settings, path, tmp_path / "p.json", tmp_path / "p.npz")
+    assert result["converged"] is False and "did not converge" in result["warnings"][0]
+    assert "did not converge" in caplog.text
+    on_disk = json.loads((tmp_path / "p.json").read_text())
+    assert on_disk["converged"] is False and on_disk["width"] == 40 and on_disk["layer_index"] == 3
+    weights = np.load(tmp_path / "p.npz")
+    assert weights["coef"].shape == (3, 40) and list(weights["classes"]) == [0, 1, 2]
+    settings["probe"]["max_iter"] = 1000
+    result = fit_point(settings, path, tmp_path / "p.json", tmp_path / "p.npz")
+    assert result["converged"] is True and result["warnings"] == [] and result["test_error"] < 0.1

@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from probes.models import build_model, point_widths
+from probes.train import CheckpointError, load_checkpoint, train_segment
+
+CONVNET = {"name": "mnist_convnet"}
+WIDTHS = {
+    "input": 784, "conv1_preact": 25088, "conv1_postact": 25088, "conv1_postpool": 6272,
+    "conv2_preact": 12544, "conv2_postact": 12544, "conv2_postpool": 3136,
+    "fc1_preact": 512, "fc1_postact": 512, "logits": 10,
+}  # fmt: skip
+
+
+def settings(**train):
+    return {
+        "experiment": "t", "repeat": 0, "seed": 3, "model": CONVNET,
+        "dataset": {"name": "mnist", "n_train": 640, "n_val": 100, "n_test": 100, "split_seed": 0},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 0.01, "lr_decay": 0.95, "momentum": 0.9,
+                  "weight_decay": 5e-4, "log_every": 5, **train},
+    }  # fmt: skip
+
+
+def test_probe_points_in_paper_order_with_their_shapes():
+    model = build_model(CONVNET).eval()
+    out = model.forward_points(torch.zeros(2, 1, 28, 28))
+    assert list(out) == list(WIDTHS)
+    assert {k: v[0].numel() for k, v in out.items()} == WIDTHS
+    assert out["conv1_preact"].shape == (2, 32, 28, 28) and out["conv2_postpool"].shape == (2, 64, 7, 7)
+    assert point_widths(CONVNET, (1, 28, 28)) == WIDTHS
+
+
+def test_step0_checkpoint_reproduces_weights_from_seed(tmp_path, mnist_dir):
+    a = train_segment(settings(), mnist_dir, 0, tmp_path / "a.pt")
+    b = train_segment(settings(), mnist_dir, 0, tmp_path / "b.pt")
+    c = train_segment({**settings(), "seed": 4}, mnist_dir, 0, tmp_path / "c.pt")
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k])
+    assert not torch.equal(a["state_dict"]["conv1.weight"], c["state_dict"]["conv1.weight"])
+    # TF initialisation: truncated normal within two std of 0.1, conv1 bias 0, others 0.1
+    w = a["state_dict"]["fc1.weight"]
+    assert w.abs().max() <= 0.2 and 0.08 < w.std() < 0.1
+    assert torch.all(a["state_dict"]["conv1.bias"] == 0) and torch.all(a["state_dict"]["fc2.bias"] == 0.1)
+
+
+def test_segments_equal_uninterrupted_training_bit_for_bit(tmp_path, mnist_dir):
+    s = settings()
+    train_segment(s, mnist_dir, 0, tmp_path / "s0.pt")
+    # 10 steps per epoch: 0 -> 7 -> 15 crosses an epoch boundary mid-segment
+    train_segment(s, mnist_dir, 7, tmp_path / "s7.pt", start=tmp_path / "s0.pt")
+    split = train_segment(s, mnist_dir, 15, tmp_path / "s15.pt", start=tmp_path / "s7.pt")
+    whole = train_segment(s, mnist_dir, 15, tmp_path / "w15.pt", start=tmp_path / "s0.pt")
+    assert split["step"] == whole["step"] == 15
+    for k in whole["state_dict"]:
+        assert torch.equal(split["state_dict"][k], whole["state_dict"][k]), k
+    assert split["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.01 * 0.95)
+    assert whole["history"][-1]["val_acc"] > 0.5  # 15 steps of SGD already beat chance by far
+
+
+def test_checkpoint_checks(tmp_path, mnist_dir):
+    s = settings()
+    train_segment(s, mnist_dir, 0, tmp_path / "s0.pt")
+    with pytest.raises(CheckpointError, match="experiment is 't', expected 'other'"):
+        load_checkpoint(tmp_path / "s0.pt", {**s, "experiment": "other"})
+    with pytest.raises(CheckpointError, match="model fingerprint"):
+        load_checkpoint(tmp_path / "s0.pt", {**s, "model": {**CONVNET, "fc_units": 256}})
+    with pytest.raises(CheckpointError, match="other train/dataset settings"):
+        train_segment(settings(lr=0.1), mnist_dir, 5, tmp_path / "x.pt", start=tmp_path / "s0.pt")
+    (tmp_path / "bad.pt").write_bytes((tmp_path / "s0.pt").read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=f"{tmp_path / 'bad.pt'}: unreadable"):
+        load_checkpoint(tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="beyond the end of training"):
+        train_segment(s, mnist_dir, 21, tmp_path / "y.pt", start=tmp_path / "s0.pt")

@@ -1,0 +1,58 @@
+"""The real workflow through Snakemake on a tiny config: outputs, sanity, and a no-op rerun."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import mnist_source
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("tiny")
+    config = yaml.safe_load((REPO / "tests/data/config_tiny.yaml").read_text())
+    source = mnist_source()
+    config["mnist"]["local_dir"] = str(source) if source else None
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(work, "--cores", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    return work, config
+
+
+def test_every_output_exists_with_sane_values(tiny_run):
+    work, config = tiny_run
+    exp = config["experiments"]["tiny_convnet"]
+    rows = list(csv.DictReader(open(work / "results/tiny_convnet/probes.csv")))
+    assert [(int(r["step"]), r["point"]) for r in rows] == [(s, p) for s in (0, 32) for p in exp["points"]]
+    for r in rows:
+        assert 0 <= float(r["train_error"]) <= float(r["test_error"]) + 0.2 and float(r["test_error"]) < 0.6
+        assert float(r["C"]) in exp["probe"]["Cs"] and r["converged"] in ("True", "False")
+    err = {(int(r["step"]), r["point"]): float(r["test_error"]) for r in rows}
+    assert err[(0, "input")] < 0.2  # pixels are nearly linearly separable (paper: ~8% on 50k images)
+    assert err[(32, "logits")] < err[(0, "logits")]  # training helps the last layer
+    model = list(csv.DictReader(open(work / "results/tiny_convnet/model.csv")))
+    assert [int(m["step"]) for m in model] == [0, 32] and float(model[1]["test_acc"]) > 0.5
+    probe = json.loads((work / "results/tiny_convnet/r0/probes/step32/fc1_postact.json").read_text())
+    assert probe["width"] == 512 and len(probe["path"]) == 3
+    for ext in ("png", "pdf"):
+        assert (work / f"results/figures/figure5_tiny.{ext}").stat().st_size > 5000
+    assert "epoch 1 step 32" in (work / "results/logs/train/tiny_convnet/r0/step32.log").read_text()
+    assert not list(work.rglob("*.part*"))  # no temporary file left behind
+
+
+def test_second_run_is_a_no_op(tiny_run):
+    work, _ = tiny_run
+    dry = snakemake(work, "--cores", "2", "--dry-run")
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
