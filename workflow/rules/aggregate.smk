@@ -27,10 +27,6 @@ rule aggregate:
         " --probes-csv {output.probes} --model-csv {output.model} > {log} 2>&1"
 
 
-def figure_spec(wildcards) -> dict:
-    return config["figures"][wildcards.figure]
-
-
 rule figure:
     input:
         lambda wc: f"{RESULTS}/{figure_spec(wc)['experiment']}/probes.csv",

@@ -38,9 +38,13 @@ def experiment(wildcards) -> Experiment:
     return EXPERIMENTS[wildcards.experiment]
 
 
-def dataset_files(wildcards) -> list[str]:
-    """The downloaded files an experiment's dataset is read from."""
-    return [f"{MNIST_DIR}/{name}" for name in MNIST_FILES]
+def dataset_files(wildcards) -> list:
+    """The downloaded files an experiment's dataset is read from.
+
+    Marked ancient: their bytes are fixed by their MD5s, so refetching them
+    (say from another source) makes nothing downstream stale.
+    """
+    return [ancient(f"{MNIST_DIR}/{name}") for name in MNIST_FILES]
 
 
 def run_files(exp: Experiment, pattern: str) -> list[str]:
@@ -51,6 +55,34 @@ def run_files(exp: Experiment, pattern: str) -> list[str]:
         for s in exp.steps
         for p in exp.points
     ]
+
+
+def previous_checkpoint(wildcards) -> list[str]:
+    """The checkpoint a segment starts from: the one before it in the schedule (none for the first)."""
+    exp = experiment(wildcards)
+    step = int(wildcards.step)
+    if step not in exp.steps:
+        raise ValueError(f"step {step} is not a checkpoint of {exp.name}; its schedule is {list(exp.steps)}")
+    prev = exp.previous_step(step)
+    return [] if prev is None else [f"{RUN}/checkpoints/step{prev}.pt".format(**wildcards)]
+
+
+def probe_settings(wildcards) -> str:
+    exp = experiment(wildcards)
+    return as_json(
+        {
+            "experiment": exp.name,
+            "repeat": int(wildcards.repeat),
+            "step": int(wildcards.step),
+            "point": wildcards.point,
+            "layer_index": exp.points.index(wildcards.point),
+            "probe": exp.probe_settings(wildcards.point),
+        }
+    )
+
+
+def figure_spec(wildcards) -> dict:
+    return config["figures"][wildcards.figure]
 
 
 PROBE_JSON = f"{RUN}/probes/step{{step}}/{{point}}.json"

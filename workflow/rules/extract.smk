@@ -10,6 +10,7 @@ rule extract:
         ),
         metrics=MODEL_JSON,
     params:
+        data_dir=MNIST_DIR,
         settings=lambda wc: as_json(experiment(wc).extract_settings(int(wc.repeat))),
     log:
         f"{LOGS}/extract/{{experiment}}/r{{repeat}}/step{{step}}.log",
@@ -21,5 +22,5 @@ rule extract:
         runtime=60,
     shell:
         "probes extract --settings {params.settings:q} --checkpoint {input.checkpoint}"
-        " --data-dir {MNIST_DIR} --out {output.activations} --metrics-out {output.metrics}"
+        " --data-dir {params.data_dir} --out {output.activations} --metrics-out {output.metrics}"
         " --threads {threads} > {log} 2>&1"

@@ -1,17 +1,3 @@
-def probe_settings(wildcards) -> str:
-    exp = experiment(wildcards)
-    return as_json(
-        {
-            "experiment": exp.name,
-            "repeat": int(wildcards.repeat),
-            "step": int(wildcards.step),
-            "point": wildcards.point,
-            "layer_index": exp.points.index(wildcards.point),
-            "probe": exp.probe_settings(wildcards.point),
-        }
-    )
-
-
 rule probe:
     input:
         f"{RUN}/activations/step{{step}}.h5",
