@@ -24,15 +24,20 @@ from sklearn.linear_model import LogisticRegression
 from .activations import read_point, write_json
 
 log = logging.getLogger(__name__)
-ROWS = 4096  # rows per block when streaming over a large matrix
+BLOCK_BYTES = 32 << 20  # float64 bytes per block when streaming over a large matrix
+
+
+def blocks(x: np.ndarray) -> list[slice]:
+    """Row slices of ``x`` whose float64 copies hold about ``BLOCK_BYTES``."""
+    rows = max(1, BLOCK_BYTES // (8 * max(1, x.shape[1])))
+    return [slice(i, i + rows) for i in range(0, len(x), rows)]
 
 
 def standardise_(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """``x = (x - mean) / scale`` in place, block by block; returns ``x``."""
-    for i in range(0, len(x), ROWS):
-        block = x[i : i + ROWS]
-        block -= mean
-        block /= scale
+    for b in blocks(x):
+        x[b] -= mean
+        x[b] /= scale
     return x
 
 
@@ -42,12 +47,12 @@ def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Columns with (near) zero spread get scale 1 so they stay zero after centring.
     """
     total = np.zeros(x.shape[1])
-    for i in range(0, len(x), ROWS):
-        total += x[i : i + ROWS].sum(axis=0, dtype=np.float64)
+    for b in blocks(x):
+        total += x[b].sum(axis=0, dtype=np.float64)
     mean = total / len(x)
     sq = np.zeros(x.shape[1])
-    for i in range(0, len(x), ROWS):
-        d = x[i : i + ROWS].astype(np.float64) - mean
+    for b in blocks(x):
+        d = x[b].astype(np.float64) - mean
         sq += np.einsum("ij,ij->j", d, d)
     std = np.sqrt(sq / len(x))
     scale = np.where(std > 1e-6 * max(1.0, float(np.abs(mean).max(initial=0.0))), std, 1.0)
@@ -146,19 +151,19 @@ class LinearProbe:
         pos = np.searchsorted(classes, y)
         known = (pos < len(classes)) & (classes[np.minimum(pos, len(classes) - 1)] == y)
         w = coef.T.astype(np.float32)
-        for i in range(0, len(x), ROWS):
-            z = x[i : i + ROWS] @ w + intercept
+        for b in blocks(x):
+            z = x[b] @ w + intercept
             if z.shape[1] == 1:  # binary problems: scikit-learn keeps one column
                 z = np.hstack([np.zeros_like(z), z])
             lp = log_softmax(z.astype(np.float64))
-            p, k = pos[i : i + ROWS], known[i : i + ROWS]
+            p, k = pos[b], known[b]
             wrong += int(np.sum((lp.argmax(1) != p) | ~k))
             nll -= float(lp[np.arange(len(p))[k], p[k]].sum())
         # a label the probe never saw in training has zero probability under it
         return wrong / len(x), (nll / len(x) if known.all() else float("inf"))
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
-        z = np.vstack([x[i : i + ROWS] @ self.coef_.T + self.intercept_ for i in range(0, len(x), ROWS)])
+        z = np.vstack([x[b] @ self.coef_.T + self.intercept_ for b in blocks(x)])
         return np.hstack([np.zeros_like(z), z]) if z.shape[1] == 1 else z
 
     def predict(self, x: np.ndarray) -> np.ndarray:
