@@ -56,3 +56,12 @@ def test_second_run_is_a_no_op(tiny_run):
     work, _ = tiny_run
     dry = snakemake(work, "--cores", "2", "--dry-run")
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_html_report_holds_figure_tables_and_captions(tiny_run):
+    work, config = tiny_run
+    run = snakemake(work, "--report", "results/report.html")
+    assert run.returncode == 0, run.stderr[-3000:]
+    html = (work / "results/report.html").read_text()
+    for text in ("figure5_tiny.png", "probes.csv", "model.csv", config["figures"]["figure5_tiny"]["caption"]):
+        assert text in html
