@@ -24,7 +24,7 @@ def extracted(tmp_path_factory, mnist_dir):
     train_segment(settings, mnist_dir, 0, tmp / "ck0.pt")
     state = train_segment(settings, mnist_dir, 3, tmp / "ck.pt", start=tmp / "ck0.pt")
     ex = {**{k: settings[k] for k in ("experiment", "repeat", "model", "dataset")}, "points": POINTS,
-          "extract": {"batch_size": 33, "compression": "gzip", "compression_level": 1}}  # fmt: skip
+          "extract": {"batch_size": 33, "compression": "gzip", "compression_level": 1, "shuffle": True}}  # fmt: skip
     metrics = extract(ex, tmp / "ck.pt", mnist_dir, tmp / "act.h5", tmp / "model.json")
     return tmp / "act.h5", state, load_splits(ds, mnist_dir), metrics
 

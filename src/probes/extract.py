@@ -43,10 +43,9 @@ def extract(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
-    compression = ex["compression"] or None
-    opts = {"compression": compression}
-    if compression == "gzip":
-        opts.update(compression_opts=ex["compression_level"], shuffle=True)
+    opts = {"compression": ex["compression"], "shuffle": ex["shuffle"]}
+    if ex["compression"] == "gzip":
+        opts["compression_opts"] = ex["compression_level"]
     metrics = {"experiment": settings["experiment"], "repeat": settings["repeat"], "step": state["step"], "epoch": state["epoch"]}
     t0 = time.time()
     with h5py.File(tmp, "w", rdcc_nbytes=16 << 20) as f:

@@ -16,7 +16,7 @@ rule extract:
         f"{LOGS}/extract/{{experiment}}/r{{repeat}}/step{{step}}.log",
     benchmark:
         f"{BENCH}/extract/{{experiment}}/r{{repeat}}/step{{step}}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=3000,
         runtime=60,
