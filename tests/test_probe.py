@@ -38,10 +38,12 @@ def test_c_is_chosen_by_validation_error_over_the_grid():
     xt, yt, xv, yv = x[:300], y[:300], x[300:], y[300:]
     grid = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
     probe = LinearProbe(Cs=grid, patience=None, tol=1e-8, max_iter=5000).fit(xt, yt, xv, yv)
-    assert [r["C"] for r in probe.path_] == grid
-    errors = [r["val_error"] for r in probe.path_]
+    path = sorted(probe.path_, key=lambda r: r["C"])
+    assert [r["C"] for r in path] == grid
+    errors = [r["val_error"] for r in path]
     assert probe.val_error_ == min(errors)
-    assert probe.C_ == grid[int(np.argmin(errors))]  # ties go to the smaller C
+    best = [r for r in path if r["val_error"] == min(errors)]
+    assert probe.C_ == min(best, key=lambda r: (r["val_loss"], r["C"]))["C"]  # ties: lower val loss
     # each recorded validation error is that of an independent, cold, standardised scikit-learn fit
     mean, scale = column_stats(xt)
     for r in probe.path_:
@@ -52,14 +54,23 @@ def test_c_is_chosen_by_validation_error_over_the_grid():
     assert np.mean(probe.predict(xv) == ref.predict((xv - mean) / scale)) > 0.99
 
 
-def test_patience_stops_the_walk_and_copy_false_standardises_in_place():
+def test_walk_starts_in_the_middle_and_patience_stops_each_direction():
     x, y = separable(800, seed=4)
     noisy = np.where(np.random.default_rng(5).random(800) < 0.3, 0, y)
     xt, xv = x[:400].copy(), x[400:].copy()
-    probe = LinearProbe(Cs=[1e-3, 1e-2, 1e-1, 1, 10, 100], patience=1).fit(xt, noisy[:400], xv, noisy[400:], copy=False)
+    grid = [1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100]
+    full = LinearProbe(Cs=grid, patience=None).fit(xt, noisy[:400], xv, noisy[400:])
+    assert [r["C"] for r in full.path_] == [1e-1, 1, 10, 100, 1e-2, 1e-3, 1e-4]
+    probe = LinearProbe(Cs=grid, patience=1).fit(xt, noisy[:400], xv, noisy[400:], copy=False)
     tried = [r["C"] for r in probe.path_]
-    best = tried.index(probe.C_)
-    assert len(tried) == min(best + 2, 6)  # one C past the best, then stop
+    assert tried[0] == 1e-1 and probe.C_ in tried
+    up, down = [c for c in tried if c >= 1e-1], [c for c in tried if c < 1e-1]
+    assert up == sorted(up) and down == sorted(down, reverse=True)
+    val = {r["C"]: r["val_error"] for r in probe.path_}
+    # each direction went on while validation error improved and stopped one C after
+    for walk in (up, [1e-1] + down):
+        for i in range(1, len(walk) - 1):
+            assert val[walk[i]] < min(val[c] for c in walk[:i]) or walk[i] == probe.C_
     assert np.allclose(xt.mean(axis=0), 0, atol=1e-4) and not np.allclose(x[:400].mean(axis=0), 0, atol=1e-4)
 
 

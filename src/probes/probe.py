@@ -2,9 +2,12 @@
 
 ``LinearProbe`` follows scikit-learn's fit / predict / score conventions, with
 one difference: ``fit`` also takes the validation split, on which it picks the
-inverse regularisation ``C`` from a grid. The grid is walked from strong to weak
-regularisation, each fit warm-started from the previous solution, and the walk
-stops once validation error has not improved for ``patience`` grid points.
+inverse regularisation ``C`` from a grid. The walk starts cold at the grid's
+middle C (its lower middle for an even grid), goes up towards weaker
+regularisation, then down from the middle towards stronger, each fit
+warm-started from the previous solution; each direction stops once validation
+error has not improved for ``patience`` grid points. (Cold fits at strong
+regularisation are the slowest on wide layers, and rarely the best.)
 Features are standardised with training-split statistics; the stored
 ``coef_`` / ``intercept_`` act on raw (unstandardised) features.
 """
@@ -110,30 +113,25 @@ class LinearProbe:
             solver=self.solver, tol=self.tol, max_iter=self.max_iter, warm_start=True, random_state=self.random_state
         )
         self.path_: list[dict] = []
-        best, since_best = None, 0
-        for C in sorted(self.Cs):
-            t_c = time.time()
-            clf.set_params(C=C)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ConvergenceWarning)
-                clf.fit(x, y)
-            n_iter = int(np.max(clf.n_iter_))
-            converged = n_iter < self.max_iter and not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-            val_error, val_loss = self._metrics(clf.coef_, clf.intercept_, clf.classes_, x_val, y_val)
-            record = {
-                "C": float(C), "n_iter": n_iter, "converged": converged,
-                "val_error": val_error, "val_loss": val_loss, "seconds": time.time() - t_c,
-            }  # fmt: skip
-            self.path_.append(record)
-            log.info("C=%g: %d iterations%s, val error %.4f, val loss %.4f (%.1f s)",
-                     C, n_iter, "" if converged else " (NOT CONVERGED)", val_error, val_loss, record["seconds"])  # fmt: skip
-            if best is None or (val_error, val_loss) < (best[0]["val_error"], best[0]["val_loss"]):
-                best, since_best = (record, clf.coef_.copy(), clf.intercept_.copy()), 0
-            else:
-                since_best += 1
-                if self.patience is not None and since_best >= self.patience:
-                    break
-        record, coef, intercept = best
+        grid = sorted(self.Cs)
+        middle = (len(grid) - 1) // 2
+        best = None  # (key, record, coef, intercept); key orders by val error, val loss, then smaller C
+        for down, walk in enumerate((grid[middle:], grid[:middle][::-1])):  # middle -> weakest, middle -> strongest
+            if down:  # warm-start the walk down from the middle C's solution
+                clf.coef_, clf.intercept_ = middle_solution
+            since_best = 0
+            for C in walk:
+                record = self._fit_one(clf, C, x, y, x_val, y_val)
+                key = (record["val_error"], record["val_loss"], record["C"])
+                if C == grid[middle]:
+                    middle_solution = (clf.coef_.copy(), clf.intercept_.copy())
+                if best is None or key < best[0]:
+                    best, since_best = (key, record, clf.coef_.copy(), clf.intercept_.copy()), 0
+                else:
+                    since_best += 1
+                    if self.patience is not None and since_best >= self.patience:
+                        break
+        _, record, coef, intercept = best
         self.C_, self.n_iter_, self.converged_ = record["C"], record["n_iter"], record["converged"]
         self.classes_ = clf.classes_
         self.val_error_, self.val_loss_ = record["val_error"], record["val_loss"]
@@ -143,6 +141,25 @@ class LinearProbe:
         self.intercept_ = (intercept - self.coef_.astype(np.float64) @ mean).astype(np.float32)
         self.fit_seconds_ = time.time() - t0
         return self
+
+    def _fit_one(self, clf: LogisticRegression, C: float, x, y, x_val, y_val) -> dict:
+        """Fit ``clf`` at ``C`` (warm-started from its current solution); record the fit in ``path_``."""
+        t0 = time.time()
+        clf.set_params(C=C)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            clf.fit(x, y)
+        n_iter = int(np.max(clf.n_iter_))
+        converged = n_iter < self.max_iter and not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        val_error, val_loss = self._metrics(clf.coef_, clf.intercept_, clf.classes_, x_val, y_val)
+        record = {
+            "C": float(C), "n_iter": n_iter, "converged": converged,
+            "val_error": val_error, "val_loss": val_loss, "seconds": time.time() - t0,
+        }  # fmt: skip
+        self.path_.append(record)
+        log.info("C=%g: %d iterations%s, val error %.4f, val loss %.4f (%.1f s)",
+                 C, n_iter, "" if converged else " (NOT CONVERGED)", val_error, val_loss, record["seconds"])  # fmt: skip
+        return record
 
     @staticmethod
     def _metrics(coef, intercept, classes, x, y) -> tuple[float, float]:
