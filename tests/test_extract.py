@@ -18,7 +18,7 @@ def extracted(tmp_path_factory, mnist_dir):
     ds = {"name": "mnist", "n_train": 300, "n_val": 70, "n_test": 50, "split_seed": 1}
     settings = {
         "experiment": "t", "repeat": 0, "seed": 0, "model": {"name": "mnist_convnet"}, "dataset": ds,
-        "train": {"epochs": 1, "batch_size": 64, "lr": 0.01, "lr_decay": 0.95, "momentum": 0.9,
+        "train": {"optimizer": "sgd", "epochs": 1, "batch_size": 64, "lr": 0.01, "lr_decay": 0.95, "momentum": 0.9,
                   "weight_decay": 5e-4, "log_every": 5},
     }  # fmt: skip
     train_segment(settings, mnist_dir, 0, tmp / "ck0.pt")

@@ -16,7 +16,7 @@ def settings(**train):
     return {
         "experiment": "t", "repeat": 0, "seed": 3, "model": CONVNET,
         "dataset": {"name": "mnist", "n_train": 640, "n_val": 100, "n_test": 100, "split_seed": 0},
-        "train": {"epochs": 2, "batch_size": 64, "lr": 0.01, "lr_decay": 0.95, "momentum": 0.9,
+        "train": {"optimizer": "sgd", "epochs": 2, "batch_size": 64, "lr": 0.01, "lr_decay": 0.95, "momentum": 0.9,
                   "weight_decay": 5e-4, "log_every": 5, **train},
     }  # fmt: skip
 

@@ -46,10 +46,38 @@ def test_every_output_exists_with_sane_values(tiny_run):
     assert [int(m["step"]) for m in model] == [0, 32] and float(model[1]["test_acc"]) > 0.5
     probe = json.loads((work / "results/tiny_convnet/r0/probes/step32/fc1_postact.json").read_text())
     assert probe["width"] == 512 and len(probe["path"]) == 3
-    for ext in ("png", "pdf"):
-        assert (work / f"results/figures/figure5_tiny.{ext}").stat().st_size > 5000
+    for fig in ("figure5_tiny", "figure3_tiny"):
+        for ext in ("png", "pdf"):
+            assert (work / f"results/figures/{fig}.{ext}").stat().st_size > 5000
     assert "epoch 1 step 32" in (work / "results/logs/train/tiny_convnet/r0/step32.log").read_text()
     assert not list(work.rglob("*.part*"))  # no temporary file left behind
+
+
+def test_untrained_mlp_repeats_degrade_with_depth(tiny_run):
+    work, config = tiny_run
+    rows = list(csv.DictReader(open(work / "results/tiny_untrained_mlp/probes.csv")))
+    depth = config["experiments"]["tiny_untrained_mlp"]["model"]["depth"]
+    assert {(int(r["repeat"]), int(r["layer_index"])) for r in rows} == {(r, i) for r in (0, 1) for i in range(depth + 1)}
+    assert all(int(r["step"]) == 0 for r in rows)  # never trained: one checkpoint, at initialisation
+    for rep in ("0", "1"):
+        err = [float(r["test_error"]) for r in rows if r["repeat"] == rep]
+        assert err[0] < 0.05 and err[-1] > err[0] + 0.05  # separable input, degraded deep layer
+        assert all(float(r["activation_norm"]) > 0.1 for r in rows)  # no numerical underflow
+    # repeats draw new data and networks
+    assert len({r["test_error"] for r in rows if r["point"] == "layer4"}) == 2
+
+
+def test_deep_mlp_with_aux_heads_and_skip_trains_and_animates(tiny_run):
+    work, _ = tiny_run
+    rows = list(csv.DictReader(open(work / "results/tiny_deep_mlp/probes.csv")))
+    assert sorted({int(r["step"]) for r in rows}) == [0, 5, 20] and len(rows) == 3 * 7
+    model = list(csv.DictReader(open(work / "results/tiny_deep_mlp/model.csv")))
+    assert float(model[-1]["train_loss"]) < float(model[0]["train_loss"])
+    gif = work / "results/animations/tiny_deep_mlp_train_error.gif"
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        assert im.n_frames == 3
 
 
 def test_second_run_is_a_no_op(tiny_run):

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 PROBE_COLUMNS = [
-    "experiment", "repeat", "step", "point", "layer_index", "width", "C", "solver",
+    "experiment", "repeat", "step", "point", "layer_index", "width", "activation_norm", "C", "solver",
     "train_error", "val_error", "test_error", "train_loss", "val_loss", "test_loss",
     "n_iter", "converged", "fit_seconds", "warnings",
 ]  # fmt: skip

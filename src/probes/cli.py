@@ -62,7 +62,13 @@ def cmd_aggregate(a: argparse.Namespace) -> None:
 def cmd_plot(a: argparse.Namespace) -> None:
     from .plots import plot_error_by_point
 
-    plot_error_by_point(Path(a.probes_csv), a.steps, a.panels, a.metric, a.out, a.dpi, a.title)
+    plot_error_by_point(Path(a.probes_csv), a.steps, a.panels, a.metric, a.out, a.dpi, a.chance)
+
+
+def cmd_animate(a: argparse.Namespace) -> None:
+    from .plots import animate_error_by_point
+
+    animate_error_by_point(Path(a.probes_csv), Path(a.model_csv), a.metric, a.out, a.fps, a.dpi)
 
 
 def cmd_check_config(a: argparse.Namespace) -> None:
@@ -121,10 +127,19 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, nargs="+", required=True)
     s.add_argument("--panels", nargs="+", required=True)
     s.add_argument("--metric", default="test_error")
-    s.add_argument("--title", default="")
+    s.add_argument("--chance", type=float, help="draw this coin-flip error as a dotted line")
     s.add_argument("--dpi", type=int, default=150)
     s.add_argument("--out", nargs="+", required=True)
     s.set_defaults(func=cmd_plot)
+
+    s = sub.add_parser("animate", help="animate probe error per probe point over every checkpoint")
+    s.add_argument("--probes-csv", required=True)
+    s.add_argument("--model-csv", required=True)
+    s.add_argument("--metric", default="test_error")
+    s.add_argument("--fps", type=float, default=2)
+    s.add_argument("--dpi", type=int, default=100)
+    s.add_argument("--out", nargs="+", required=True, help=".gif and/or .mp4 (needs ffmpeg)")
+    s.set_defaults(func=cmd_animate)
 
     s = sub.add_parser("check-config", help="validate a config file against the schema")
     s.add_argument("config")

@@ -17,11 +17,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .data import input_shape
 from .models import model_points, point_widths
 from .train import steps_per_epoch, total_steps
-
-INPUT_SHAPES = {"mnist": (1, 28, 28)}
-
 
 class ConfigError(ValueError):
     """A configuration value that is missing, of the wrong type, or out of range."""
@@ -49,7 +47,12 @@ def validate(config: dict, schema_path: Path | str, source: str = "config") -> d
         raise ConfigError(f"{source}: {len(errors)} invalid setting(s):\n" + "\n".join(lines))
     for name in config["experiments"]:
         exp = Experiment(name, config)
-        exp.points  # noqa: B018 - resolving checks the probe points
+        try:
+            exp.points  # noqa: B018 - resolving builds the model and checks the probe points
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"{source}: experiments.{name}.model = {exp.spec['model']}: {exc}") from exc
         exp.steps  # noqa: B018 - resolving checks the schedule
         for point in exp.probe_overrides:
             if point not in exp.points:
@@ -69,6 +72,18 @@ def validate(config: dict, schema_path: Path | str, source: str = "config") -> d
             raise ConfigError(f"{source}: figures.{fig}.steps: steps {missing} are not checkpoints of {exp.name} ({exp.steps})")
         if len(spec["panels"]) != len(steps):
             raise ConfigError(f"{source}: figures.{fig}.panels: {len(spec['panels'])} titles for {len(steps)} steps")
+    for anim, spec in config["animations"].items():
+        if spec["experiment"] not in config["experiments"]:
+            raise ConfigError(
+                f"{source}: animations.{anim}.experiment = {spec['experiment']!r}: no such experiment; "
+                f"expected one of {sorted(config['experiments'])}"
+            )
+        steps = Experiment(spec["experiment"], config).steps
+        if len(steps) < 3:
+            raise ConfigError(
+                f"{source}: animations.{anim}: experiment {spec['experiment']!r} has {len(steps)} checkpoints "
+                f"({list(steps)}); an animation needs at least 3"
+            )
     return config
 
 
@@ -161,7 +176,7 @@ class Experiment:
 
     @cached_property
     def widths(self) -> dict[str, int]:
-        return point_widths(self.spec["model"], INPUT_SHAPES[self.spec["dataset"]["name"]])
+        return point_widths(self.spec["model"], input_shape(self.spec["dataset"]))
 
     def probe_mem_mb(self, point: str) -> int:
         """Memory a probe job needs: train+val activations in float32, plus headroom."""

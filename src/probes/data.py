@@ -46,17 +46,37 @@ def _mnist_splits(settings: dict, data_dir: Path) -> Splits:
     }
 
 
-LOADERS = {"mnist": _mnist_splits}
+def _gaussian_separable_splits(settings: dict, repeat: int) -> Splits:
+    """Section 3.2's toy data: x ~ N(0, I_dim), y = [w . x > 0] for a random w.
+
+    Each repeat draws a new w and new data from ``(split_seed, repeat)``.
+    """
+    rng = np.random.default_rng([settings["split_seed"], repeat])
+    w = rng.standard_normal(settings["dim"])
+    out = {}
+    for split in SPLITS:
+        x = rng.standard_normal((settings[f"n_{split}"], settings["dim"])).astype(np.float32)
+        out[split] = (x, (x.astype(np.float64) @ w > 0).astype(np.int64))
+    return out
 
 
-def load_splits(settings: dict, data_dir: Path | str) -> Splits:
+def load_splits(settings: dict, data_dir: Path | str, repeat: int = 0) -> Splits:
     """The train / val / test splits described by an experiment's ``dataset`` settings."""
     name = settings["name"]
-    if name not in LOADERS:
-        raise ValueError(f"dataset.name: unknown dataset {name!r}; expected one of {sorted(LOADERS)}")
-    return LOADERS[name](settings, Path(data_dir))
+    if name == "mnist":
+        return _mnist_splits(settings, Path(data_dir))
+    if name == "gaussian_separable":
+        return _gaussian_separable_splits(settings, repeat)
+    raise ValueError(f"dataset.name: unknown dataset {name!r}; expected mnist or gaussian_separable")
 
 
-def data_fingerprint(settings: dict) -> str:
+def input_shape(settings: dict) -> tuple[int, ...]:
+    """The shape of one input example of a dataset."""
+    return (1, 28, 28) if settings["name"] == "mnist" else (settings["dim"],)
+
+
+def data_fingerprint(settings: dict, repeat: int = 0) -> str:
     """Identifies the data a checkpoint was trained and probed on."""
-    return fingerprint({"dataset": settings, "md5": mnist.MD5 if settings["name"] == "mnist" else None})
+    if settings["name"] == "mnist":
+        return fingerprint({"dataset": settings, "md5": mnist.MD5})
+    return fingerprint({"dataset": settings, "repeat": repeat})

@@ -38,7 +38,7 @@ def extract(
     model = build_model(settings["model"])
     model.load_state_dict(state["state_dict"])
     model.eval()
-    splits = load_splits(settings["dataset"], data_dir)
+    splits = load_splits(settings["dataset"], data_dir, settings["repeat"])
     points = list(settings["points"])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,7 @@ def extract(
             experiment=settings["experiment"], repeat=settings["repeat"], step=state["step"],
             model=json.dumps(settings["model"], sort_keys=True),
             model_fingerprint=model_fingerprint(settings["model"]),
-            data_fingerprint=data_fingerprint(settings["dataset"]),
+            data_fingerprint=data_fingerprint(settings["dataset"], settings["repeat"]),
             points=points, complete=False,
         )  # fmt: skip
         for split in SPLITS:

@@ -1,8 +1,10 @@
 """The paper's models, in plain PyTorch, each exposing its named probe points.
 
-A model's ``forward_points(x)`` returns every probe point's activation, in the
-paper's order, as a dict of ``(batch, ...)`` tensors; ``forward(x)`` returns the
-logits. ``build_model(settings)`` builds a model from its config description.
+A model's ``points`` names its probe points in the paper's order;
+``forward_points(x)`` returns each one's activation (a ``(batch, ...)`` tensor),
+``forward(x)`` the logits, and ``objective(x, y, weight_decay)`` the training
+objective, its cross-entropy part and the logits. ``build_model(settings)``
+builds a model from its config description.
 """
 
 from __future__ import annotations
@@ -78,12 +80,82 @@ class MnistConvnet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_points(x)["logits"]
 
-    def penalised_parameters(self) -> list[torch.Tensor]:
-        """Parameters under the L2 penalty: the fully connected layers, as in the TF file."""
-        return [self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias]
+    def objective(self, x: torch.Tensor, y: torch.Tensor, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training objective, its cross-entropy part, and the logits.
+
+        The objective adds ``weight_decay * sum(p^2) / 2`` over the fully
+        connected weights and biases (TF's ``5e-4 * l2_loss``).
+        """
+        logits = self(x)
+        ce = F.cross_entropy(logits, y)
+        penalty = sum(p.pow(2).sum() for p in (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias))
+        return ce + weight_decay * penalty / 2, ce, logits
 
 
-MODELS: dict[str, type[nn.Module]] = {"mnist_convnet": MnistConvnet}
+class DeepMLP(nn.Module):
+    """``depth`` fully connected layers of ``width`` units with leaky ReLU, then a linear classifier.
+
+    Probe points: ``input`` (layer 0) and ``layer1`` ... ``layer<depth>`` (post-activation).
+    Glorot-normal weights, zero biases. Options, from section 3.4 of the paper:
+    ``aux_every`` adds a linear auxiliary classifier after every ``aux_every``-th
+    hidden layer (before the last), whose cross-entropy is added to the objective;
+    ``skip_to`` feeds layer ``skip_to`` the concatenation of layer ``skip_to - 1``'s
+    output with the (flattened) input.
+    """
+
+    def __init__(
+        self,
+        depth: int = 128,
+        width: int = 128,
+        n_in: int = 784,
+        n_classes: int = 10,
+        negative_slope: float = 0.01,
+        aux_every: int = 0,
+        skip_to: int = 0,
+    ) -> None:
+        super().__init__()
+        if skip_to and not 1 < skip_to <= depth:
+            raise ValueError(f"model.skip_to: {skip_to} must lie in 2..depth ({depth}), or be 0 for no skip")
+        self.depth, self.negative_slope, self.skip_to = depth, negative_slope, skip_to
+        fan_in = [n_in] + [width] * (depth - 1)
+        if skip_to:
+            fan_in[skip_to - 1] = width + n_in
+        self.layers = nn.ModuleList(nn.Linear(f, width) for f in fan_in)
+        self.head = nn.Linear(width, n_classes)
+        self.aux_at = [i for i in range(aux_every, depth, aux_every)] if aux_every else []
+        self.aux = nn.ModuleDict({str(i): nn.Linear(width, n_classes) for i in self.aux_at})
+        for layer in [*self.layers, self.head, *self.aux.values()]:
+            nn.init.xavier_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.points = ("input", *(f"layer{i}" for i in range(1, depth + 1)))
+
+    def forward_points(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``input`` and every hidden layer's output (``aux_logits`` and ``logits`` too)."""
+        x = x.flatten(1)
+        out, h = {"input": x}, x
+        for i, layer in enumerate(self.layers, start=1):
+            if i == self.skip_to:
+                h = torch.cat([h, x], dim=1)
+            h = F.leaky_relu(layer(h), self.negative_slope)
+            out[f"layer{i}"] = h
+        out["aux_logits"] = [self.aux[str(i)](out[f"layer{i}"]) for i in self.aux_at]
+        out["logits"] = self.head(h)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_points(x)["logits"]
+
+    def objective(self, x: torch.Tensor, y: torch.Tensor, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cross-entropy of the head plus that of every auxiliary head (plus optional L2 on all weights)."""
+        out = self.forward_points(x)
+        ce = F.cross_entropy(out["logits"], y)
+        total = ce + sum(F.cross_entropy(a, y) for a in out["aux_logits"])
+        if weight_decay:
+            total = total + weight_decay * sum(p.pow(2).sum() for n, p in self.named_parameters() if n.endswith("weight")) / 2
+        return total, ce, out["logits"]
+
+
+MODELS: dict[str, type[nn.Module]] = {"mnist_convnet": MnistConvnet, "deep_mlp": DeepMLP}
 
 
 def build_model(settings: dict) -> nn.Module:
@@ -97,7 +169,7 @@ def build_model(settings: dict) -> nn.Module:
 
 def model_points(settings: dict) -> tuple[str, ...]:
     """The probe points a model described by ``settings`` offers, in order."""
-    return MODELS[settings["name"]].points
+    return build_model(settings).points
 
 
 def point_widths(settings: dict, input_shape: tuple[int, ...]) -> dict[str, int]:
@@ -105,7 +177,7 @@ def point_widths(settings: dict, input_shape: tuple[int, ...]) -> dict[str, int]
     model = build_model(settings).eval()
     with torch.no_grad():
         out = model.forward_points(torch.zeros((1, *input_shape)))
-    return {name: int(t[0].numel()) for name, t in out.items()}
+    return {name: int(out[name][0].numel()) for name in model.points}
 
 
 def fingerprint(obj: object) -> str:

@@ -62,6 +62,12 @@ def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), scale.astype(np.float32)
 
 
+def mean_row_norm(x: np.ndarray) -> float:
+    """Mean Euclidean norm of the rows of ``x`` (block by block, float64 accumulation)."""
+    total = sum(float(np.sqrt(np.einsum("ij,ij->i", x[b].astype(np.float64), x[b].astype(np.float64))).sum()) for b in blocks(x))
+    return total / len(x)
+
+
 def log_softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -209,13 +215,14 @@ def fit_point(settings: dict, activations: Path, out_json: Path, out_weights: Pa
     x_val, y_val = read_point(activations, "val", point, expect)
     log.info("%s step %d %s: train %s, val %s (read in %.1f s)",
              settings["experiment"], settings["step"], point, x.shape, x_val.shape, time.time() - t0)  # fmt: skip
+    activation_norm = mean_row_norm(x)  # before fit standardises x in place
     probe = LinearProbe(**settings["probe"]).fit(x, y, x_val, y_val, copy=False)
     del x, x_val
     x_test, y_test = read_point(activations, "test", point, expect)
     test_error, test_loss = probe.error_and_loss(x_test, y_test)
     result = {
         **{k: settings[k] for k in ("experiment", "repeat", "step", "point", "layer_index")},
-        "width": int(probe.coef_.shape[1]),
+        "width": int(probe.coef_.shape[1]), "activation_norm": activation_norm,
         "C": probe.C_, "solver": settings["probe"]["solver"],
         "train_error": probe.train_error_, "val_error": probe.val_error_, "test_error": test_error,
         "train_loss": probe.train_loss_, "val_loss": probe.val_loss_, "test_loss": test_loss,

@@ -81,13 +81,16 @@ def load_checkpoint(path: Path, settings: dict | None = None) -> dict:
     return state
 
 
-def _loss(model: torch.nn.Module, logits: torch.Tensor, y: torch.Tensor, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The objective (cross-entropy plus ``weight_decay * sum(p^2) / 2`` over the
-    penalised parameters, TF's ``l2_loss``) and the cross-entropy alone."""
-    ce = F.cross_entropy(logits, y)
-    if not weight_decay:
-        return ce, ce
-    return ce + weight_decay * sum(p.pow(2).sum() for p in model.penalised_parameters()) / 2, ce
+def make_optimizer(model: torch.nn.Module, train: dict) -> torch.optim.Optimizer:
+    """``train["optimizer"]``: ``sgd`` (with momentum), ``rmsprop`` (decay 0.9, with momentum) or ``adam``."""
+    name, lr, momentum = train["optimizer"], train["lr"], train["momentum"]
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(model.parameters(), lr=lr, alpha=0.9, momentum=momentum)
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    raise ValueError(f"train.optimizer: unknown optimizer {name!r}; expected sgd, rmsprop or adam")
 
 
 @torch.no_grad()
@@ -115,7 +118,7 @@ def train_segment(settings: dict, data_dir: Path, target_step: int, out: Path, s
     seed, repeat = settings["seed"], settings["repeat"]
     torch.manual_seed(seed * 1_000_003 + repeat)
     model = build_model(settings["model"])
-    optimizer = torch.optim.SGD(model.parameters(), lr=tr["lr"], momentum=tr["momentum"])
+    optimizer = make_optimizer(model, tr)
     history: list[dict] = []
     step = 0
     if start is not None:
@@ -132,7 +135,7 @@ def train_segment(settings: dict, data_dir: Path, target_step: int, out: Path, s
     if target_step > last:
         raise ValueError(f"target step {target_step} is beyond the end of training ({last} steps)")
 
-    splits = load_splits(ds, data_dir) if target_step > step else None
+    splits = load_splits(ds, data_dir, repeat) if target_step > step else None
     spe = steps_per_epoch(ds, tr)
     log.info("%s r%d: training steps %d -> %d (%d per epoch)", settings["experiment"], repeat, step, target_step, spe)
     model.train()
@@ -149,8 +152,7 @@ def train_segment(settings: dict, data_dir: Path, target_step: int, out: Path, s
         for b in range(offset, end):
             idx = order[b * tr["batch_size"] : (b + 1) * tr["batch_size"]]
             xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
-            logits = model(xb)
-            loss, ce = _loss(model, logits, yb, tr["weight_decay"])
+            loss, ce, logits = model.objective(xb, yb, tr["weight_decay"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -184,7 +186,7 @@ def train_segment(settings: dict, data_dir: Path, target_step: int, out: Path, s
         "train": tr,
         "dataset": ds,
         "model_fingerprint": model_fingerprint(settings["model"]),
-        "data_fingerprint": data_fingerprint(ds),
+        "data_fingerprint": data_fingerprint(ds, repeat),
         "state_dict": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "torch_rng": torch.get_rng_state(),

@@ -44,6 +44,7 @@ rule figure:
         ),
         panels=lambda wc: " ".join(shlex.quote(p) for p in figure_spec(wc)["panels"]),
         metric=lambda wc: figure_spec(wc)["metric"],
+        chance=lambda wc: "" if figure_spec(wc).get("chance") is None else f"--chance {figure_spec(wc)['chance']}",
         dpi=config["plot"]["dpi"],
     log:
         f"{LOGS}/figure/{{figure}}.log",
@@ -54,4 +55,31 @@ rule figure:
         runtime=10,
     shell:
         "probes plot --probes-csv {input} --steps {params.steps} --panels {params.panels}"
-        " --metric {params.metric} --dpi {params.dpi} --out {output.png} {output.pdf} > {log} 2>&1"
+        " --metric {params.metric} {params.chance} --dpi {params.dpi} --out {output.png} {output.pdf} > {log} 2>&1"
+
+
+rule animation:
+    input:
+        probes=lambda wc: f"{RESULTS}/{animation_spec(wc)['experiment']}/probes.csv",
+        model=lambda wc: f"{RESULTS}/{animation_spec(wc)['experiment']}/model.csv",
+    output:
+        gif=report(
+            f"{RESULTS}/animations/{{animation}}.gif",
+            caption="../report/animation.rst",
+            category="Animations",
+            labels={"animation": "{animation}"},
+        ),
+        others=[f"{RESULTS}/animations/{{animation}}.{ext}" for ext in ANIMATION_FORMATS if ext != "gif"],
+    params:
+        metric=lambda wc: animation_spec(wc)["metric"],
+        fps=lambda wc: animation_spec(wc)["fps"],
+    log:
+        f"{LOGS}/animation/{{animation}}.log",
+    benchmark:
+        f"{BENCH}/animation/{{animation}}.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    shell:
+        "probes animate --probes-csv {input.probes} --model-csv {input.model} --metric {params.metric}"
+        " --fps {params.fps} --out {output} > {log} 2>&1"

@@ -1,6 +1,7 @@
 # Shared state and helpers: validated config, experiments, output paths.
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 from probes.config import Experiment, validate
@@ -28,6 +29,7 @@ wildcard_constraints:
     step=r"\d+",
     point="[A-Za-z0-9_]+",
     figure="[A-Za-z0-9_-]+",
+    animation="[A-Za-z0-9_-]+",
 
 
 def as_json(obj) -> str:
@@ -39,11 +41,13 @@ def experiment(wildcards) -> Experiment:
 
 
 def dataset_files(wildcards) -> list:
-    """The downloaded files an experiment's dataset is read from.
+    """The downloaded files an experiment's dataset is read from (none for generated data).
 
     Marked ancient: their bytes are fixed by their MD5s, so refetching them
     (say from another source) makes nothing downstream stale.
     """
+    if experiment(wildcards).spec["dataset"]["name"] != "mnist":
+        return []
     return [ancient(f"{MNIST_DIR}/{name}") for name in MNIST_FILES]
 
 
@@ -85,11 +89,19 @@ def figure_spec(wildcards) -> dict:
     return config["figures"][wildcards.figure]
 
 
+def animation_spec(wildcards) -> dict:
+    return config["animations"][wildcards.animation]
+
+
 PROBE_JSON = f"{RUN}/probes/step{{step}}/{{point}}.json"
 MODEL_JSON = f"{RUN}/model/step{{step}}.json"
+
+
+ANIMATION_FORMATS = ["gif", "mp4"] if shutil.which("ffmpeg") else ["gif"]
 
 
 def all_targets() -> list[str]:
     targets = [f"{RESULTS}/{name}/probes.csv" for name in EXPERIMENTS]
     targets += [f"{RESULTS}/figures/{fig}.{ext}" for fig in config["figures"] for ext in ("png", "pdf")]
+    targets += [f"{RESULTS}/animations/{a}.{ext}" for a in config["animations"] for ext in ANIMATION_FORMATS]
     return targets

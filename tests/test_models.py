@@ -1,0 +1,71 @@
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from probes.data import load_splits
+from probes.models import build_model, point_widths
+
+
+def mlp(**kw):
+    return build_model({"name": "deep_mlp", "depth": 8, "width": 16, "n_in": 784, "n_classes": 10, **kw})
+
+
+def test_deep_mlp_points_and_shapes():
+    model = mlp()
+    out = model.forward_points(torch.randn(3, 1, 28, 28))
+    assert model.points == ("input", *(f"layer{i}" for i in range(1, 9)))
+    assert out["input"].shape == (3, 784) and all(out[f"layer{i}"].shape == (3, 16) for i in range(1, 9))
+    assert out["logits"].shape == (3, 10) and out["aux_logits"] == []
+    widths = point_widths({"name": "deep_mlp", "depth": 32, "width": 128, "n_in": 128, "n_classes": 2}, (128,))
+    assert len(widths) == 33 and set(widths.values()) == {128}
+
+
+def test_skip_connection_concatenates_the_input():
+    torch.manual_seed(0)
+    model = mlp(skip_to=5, negative_slope=0.5)
+    assert model.layers[4].in_features == 16 + 784 and model.layers[5].in_features == 16
+    x = torch.randn(4, 1, 28, 28)
+    out = model.forward_points(x)
+    expected = F.leaky_relu(model.layers[4](torch.cat([out["layer4"], x.flatten(1)], 1)), 0.5)
+    torch.testing.assert_close(out["layer5"], expected)
+    # the input reaches layer 5 even when layers 1-4 carry nothing
+    with torch.no_grad():
+        model.layers[3].weight.zero_()
+        model.layers[3].bias.zero_()
+    a, b = model.forward_points(x)["layer5"], model.forward_points(x + 1)["layer5"]
+    assert not torch.allclose(a, b)
+
+
+def test_auxiliary_heads_add_their_losses():
+    torch.manual_seed(0)
+    model = mlp(aux_every=2)
+    assert model.aux_at == [2, 4, 6]  # every 2 layers, before the last
+    x, y = torch.randn(5, 1, 28, 28), torch.randint(0, 10, (5,))
+    total, ce, logits = model.objective(x, y, weight_decay=0.0)
+    out = model.forward_points(x)
+    aux = sum(F.cross_entropy(model.aux[str(i)](out[f"layer{i}"]), y) for i in (2, 4, 6))
+    torch.testing.assert_close(ce, F.cross_entropy(logits, y))
+    torch.testing.assert_close(total, ce + aux)
+    total.backward()
+    assert model.aux["2"].weight.grad.abs().sum() > 0 and model.layers[0].weight.grad.abs().sum() > 0
+
+
+def test_glorot_normal_initialisation():
+    torch.manual_seed(0)
+    w = build_model({"name": "deep_mlp", "depth": 2, "width": 512, "n_in": 512}).layers[1].weight
+    assert abs(w.std().item() - (2 / (512 + 512)) ** 0.5) < 1e-3 and torch.all(build_model({"name": "deep_mlp"}).layers[0].bias == 0)
+
+
+def test_gaussian_separable_data():
+    ds = {"name": "gaussian_separable", "dim": 128, "n_train": 2000, "n_val": 500, "n_test": 500, "split_seed": 1}
+    a, b, other = load_splits(ds, ".", 0), load_splits(ds, ".", 0), load_splits(ds, ".", 1)
+    np.testing.assert_array_equal(a["train"][0], b["train"][0])
+    assert not np.array_equal(a["train"][1], other["train"][1])
+    x, y = a["train"]
+    assert x.shape == (2000, 128) and set(np.unique(y)) == {0, 1} and 0.4 < y.mean() < 0.6
+    # one hyperplane through the origin separates every split of a repeat
+    from sklearn.svm import LinearSVC
+
+    xs = np.vstack([a[s][0] for s in a])
+    ys = np.concatenate([a[s][1] for s in a])
+    assert LinearSVC(C=1e4, fit_intercept=False, max_iter=100000).fit(xs, ys).score(xs, ys) > 0.995
