@@ -9,14 +9,12 @@ and carries ``complete=True`` among its attributes; readers refuse anything else
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
 
 

@@ -141,7 +141,7 @@ def acquire(
         if not missing():
             break
         for n in missing():
-            attempt(f"mirror {url}", [n], lambda ns: _from_mirror(url, ns[0], out_dir / ns[0]))
+            attempt(f"mirror {url}", [n], lambda ns, url=url: _from_mirror(url, ns[0], out_dir / ns[0]))
     if missing():
         lines = [f"  {n}: " + ("; ".join(tried[n]) or "no source configured") for n in missing()]
         raise MnistError("could not acquire MNIST files into " f"{out_dir}:\n" + "\n".join(lines))

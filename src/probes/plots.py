@@ -46,7 +46,7 @@ def _draw(ax, names: list[str], mean: np.ndarray, std: np.ndarray, chance: float
     ax.bar(x, np.nan_to_num(mean), yerr=std if np.nan_to_num(std).any() else None, color="tab:blue",
            width=0.8, capsize=2 if len(names) <= MAX_LABELS else 0, error_kw={"elinewidth": 0.8})  # fmt: skip
     if len(names) <= MAX_LABELS:
-        for xi, m in zip(x, mean):
+        for xi, m in zip(x, mean, strict=True):
             ax.annotate("n/a" if np.isnan(m) else f"{100 * m:.2f}%", (xi, np.nan_to_num(m)), ha="center",
                         va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")  # fmt: skip
         ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
@@ -82,7 +82,7 @@ def plot_error_by_point(
     rows = read_csv(probes_csv)
     fig, axes = plt.subplots(1, len(steps), figsize=(5.5 * len(steps), 4.2), sharey=True, squeeze=False)
     ymax = _ymax([r for r in rows if int(r["step"]) in steps], metric, chance)
-    for ax, step, panel in zip(axes[0], steps, panels):
+    for ax, step, panel in zip(axes[0], steps, panels, strict=True):
         _draw(ax, *error_by_point(rows, step, metric), chance, ymax)
         ax.set_title(f"{panel}\n(step {step})", fontsize=10)
     axes[0][0].set_ylabel(METRIC_LABELS[metric])

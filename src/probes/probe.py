@@ -122,6 +122,7 @@ class LinearProbe:
         grid = sorted(self.Cs)
         middle = (len(grid) - 1) // 2
         best = None  # (key, record, coef, intercept); key orders by val error, val loss, then smaller C
+        middle_solution = None
         for down, walk in enumerate((grid[middle:], grid[:middle][::-1])):  # middle -> weakest, middle -> strongest
             if down:  # warm-start the walk down from the middle C's solution
                 clf.coef_, clf.intercept_ = middle_solution
