@@ -9,11 +9,12 @@ and carries ``complete=True`` among its attributes; readers refuse anything else
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from .atomic import atomic_output
 
 CHUNK_BYTES = 1 << 20
 
@@ -29,11 +30,8 @@ def chunk_rows(width: int, n: int) -> int:
 
 def write_json(obj: dict, path: Path) -> None:
     """Write ``obj`` as JSON to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
 def read_point(path: Path, split: str, point: str, expect: dict | None = None) -> tuple[np.ndarray, np.ndarray]:

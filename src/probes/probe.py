@@ -15,7 +15,6 @@ Features are standardised with training-split statistics; the stored
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from pathlib import Path
@@ -25,6 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from .activations import read_point, write_json
+from .atomic import atomic_output
 
 log = logging.getLogger(__name__)
 BLOCK_BYTES = 32 << 20  # float64 bytes per block when streaming over a large matrix
@@ -235,11 +235,8 @@ def fit_point(settings: dict, activations: Path, out_json: Path, out_weights: Pa
                f"{settings['probe']['max_iter']} (tol={settings['probe']['tol']:g})")  # fmt: skip
         result["warnings"].append(msg)
         log.warning("%s step %d %s: %s", settings["experiment"], settings["step"], point, msg)
-    out_weights = Path(out_weights)
-    out_weights.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_weights.with_name(out_weights.name + ".part.npz")
-    np.savez(tmp, coef=probe.coef_, intercept=probe.intercept_, classes=probe.classes_, C=probe.C_)
-    os.replace(tmp, out_weights)
+    with atomic_output(out_weights) as tmp:
+        np.savez(tmp, coef=probe.coef_, intercept=probe.intercept_, classes=probe.classes_, C=probe.C_)
     write_json(result, out_json)
     log.info("%s step %d %s: C=%g train %.4f val %.4f test %.4f error (%d iterations, %.1f s)",
              settings["experiment"], settings["step"], point, probe.C_, probe.train_error_,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_output
 from .data import data_fingerprint, load_splits
 from .models import MODELS, build_model, fingerprint
 
@@ -53,11 +53,8 @@ def epoch_order(seed: int, repeat: int, epoch: int, n: int) -> np.ndarray:
 
 def save_checkpoint(state: dict, path: Path) -> None:
     """Write ``state`` to ``path`` atomically (a temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path, settings: dict | None = None) -> dict:

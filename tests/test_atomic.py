@@ -1,0 +1,24 @@
+import errno
+
+import pytest
+
+from probes.atomic import atomic_output
+
+
+def test_output_appears_only_when_complete(tmp_path):
+    out = tmp_path / "sub" / "table.csv"
+    with atomic_output(out) as tmp:
+        assert tmp.name == "table.part.csv" and tmp.parent == out.parent
+        tmp.write_text("a,b\n")
+        assert not out.exists()
+    assert out.read_text() == "a,b\n" and not tmp.exists()
+
+
+def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
+    out = tmp_path / "probe.json"
+    out.write_text("old")
+    with pytest.raises(OSError, match="No space left"):
+        with atomic_output(out) as tmp:
+            tmp.write_text("half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert out.read_text() == "old" and list(tmp_path.iterdir()) == [out]
