@@ -7,7 +7,7 @@ from pathlib import Path
 from probes.config import Experiment, validate
 
 
-validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml", source="config.yaml")
+validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml", source="workflow config")
 
 RESULTS = config["results"]
 LOGS = f"{RESULTS}/logs"
