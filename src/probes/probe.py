@@ -64,8 +64,18 @@ def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def mean_row_norm(x: np.ndarray) -> float:
     """Mean Euclidean norm of the rows of ``x`` (block by block, float64 accumulation)."""
-    total = sum(float(np.sqrt(np.einsum("ij,ij->i", x[b].astype(np.float64), x[b].astype(np.float64))).sum()) for b in blocks(x))
+    total = 0.0
+    for b in blocks(x):
+        block = x[b].astype(np.float64)
+        total += float(np.sqrt(np.einsum("ij,ij->i", block, block)).sum())
     return total / len(x)
+
+
+def scores(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """Class scores ``x @ coef.T + intercept``, one column per class (scikit-learn keeps a
+    single column for binary problems: the first class's score is then 0)."""
+    z = x @ coef.T + intercept
+    return np.hstack([np.zeros_like(z), z]) if z.shape[1] == 1 else z
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
@@ -174,12 +184,9 @@ class LinearProbe:
         wrong, nll = 0, 0.0
         pos = np.searchsorted(classes, y)
         known = (pos < len(classes)) & (classes[np.minimum(pos, len(classes) - 1)] == y)
-        w = coef.T.astype(np.float32)
+        coef = coef.astype(np.float32)
         for b in blocks(x):
-            z = x[b] @ w + intercept
-            if z.shape[1] == 1:  # binary problems: scikit-learn keeps one column
-                z = np.hstack([np.zeros_like(z), z])
-            lp = log_softmax(z.astype(np.float64))
+            lp = log_softmax(scores(x[b], coef, intercept).astype(np.float64))
             p, k = pos[b], known[b]
             wrong += int(np.sum((lp.argmax(1) != p) | ~k))
             nll -= float(lp[np.arange(len(p))[k], p[k]].sum())
@@ -187,8 +194,7 @@ class LinearProbe:
         return wrong / len(x), (nll / len(x) if known.all() else float("inf"))
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
-        z = np.vstack([x[b] @ self.coef_.T + self.intercept_ for b in blocks(x)])
-        return np.hstack([np.zeros_like(z), z]) if z.shape[1] == 1 else z
+        return np.vstack([scores(x[b], self.coef_, self.intercept_) for b in blocks(x)])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.classes_[self.decision_function(x).argmax(1)]
