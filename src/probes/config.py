@@ -49,9 +49,9 @@ def validate(config: dict, schema_path: Path | str, source: str = "config") -> d
         exp = Experiment(name, config)
         try:
             exp.points  # noqa: B018 - resolving builds the model and checks the probe points
+        except ConfigError:
+            raise
         except (TypeError, ValueError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
             raise ConfigError(f"{source}: experiments.{name}.model = {exp.spec['model']}: {exc}") from exc
         exp.steps  # noqa: B018 - resolving checks the schedule
         for point in exp.probe_overrides:
@@ -59,13 +59,16 @@ def validate(config: dict, schema_path: Path | str, source: str = "config") -> d
                 raise ConfigError(
                     f"{source}: experiments.{name}.probe.overrides.{point}: not a probed point; expected one of {list(exp.points)}"
                 )
-    for fig, spec in config["figures"].items():
+    def experiment_of(where: str, spec: dict) -> Experiment:
         if spec["experiment"] not in config["experiments"]:
             raise ConfigError(
-                f"{source}: figures.{fig}.experiment = {spec['experiment']!r}: no such experiment; "
+                f"{source}: {where}.experiment = {spec['experiment']!r}: no such experiment; "
                 f"expected one of {sorted(config['experiments'])}"
             )
-        exp = Experiment(spec["experiment"], config)
+        return Experiment(spec["experiment"], config)
+
+    for fig, spec in config["figures"].items():
+        exp = experiment_of(f"figures.{fig}", spec)
         steps = exp.resolve_steps(spec["steps"], f"figures.{fig}.steps")
         missing = [s for s in steps if s not in exp.steps]
         if missing:
@@ -73,12 +76,7 @@ def validate(config: dict, schema_path: Path | str, source: str = "config") -> d
         if len(spec["panels"]) != len(steps):
             raise ConfigError(f"{source}: figures.{fig}.panels: {len(spec['panels'])} titles for {len(steps)} steps")
     for anim, spec in config["animations"].items():
-        if spec["experiment"] not in config["experiments"]:
-            raise ConfigError(
-                f"{source}: animations.{anim}.experiment = {spec['experiment']!r}: no such experiment; "
-                f"expected one of {sorted(config['experiments'])}"
-            )
-        steps = Experiment(spec["experiment"], config).steps
+        steps = experiment_of(f"animations.{anim}", spec).steps
         if len(steps) < 3:
             raise ConfigError(
                 f"{source}: animations.{anim}: experiment {spec['experiment']!r} has {len(steps)} checkpoints "
