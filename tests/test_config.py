@@ -76,3 +76,18 @@ def test_probe_overrides_apply_to_their_point_only(config):
     assert exp.probe_settings("conv1_preact")["max_iter"] == 50 and exp.probe_settings("conv1_preact")["solver"] == "saga"
     assert exp.probe_settings("input") == {k: v for k, v in c["experiments"]["mnist_convnet"]["probe"].items() if k != "overrides"}
     assert exp.probe_mem_mb("conv1_preact") > 6000 > exp.probe_mem_mb("input")
+
+
+def test_probe_jobs_cover_every_point_once_in_order(config):
+    c = copy.deepcopy(config)
+    exp = Experiment("mnist_convnet", c)
+    assert list(exp.probe_jobs) == list(exp.points) and all(exp.probe_jobs[p] == (p,) for p in exp.points)
+    c["experiments"]["mnist_convnet"]["probe"]["points_per_job"] = 4
+    check(c)
+    exp = Experiment("mnist_convnet", c)
+    assert list(exp.probe_jobs) == ["input-conv1_postpool", "conv2_preact-fc1_preact", "fc1_postact-logits"]
+    assert [p for job in exp.probe_jobs.values() for p in job] == list(exp.points)
+    assert "points_per_job" not in exp.probe_settings("input")
+    c["experiments"]["mnist_convnet"]["probe"]["points_per_job"] = 0
+    with pytest.raises(ConfigError, match=r"points_per_job = 0"):
+        check(c)

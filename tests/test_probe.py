@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from probes.probe import LinearProbe, column_stats, fit_point
+from probes.probe import LinearProbe, column_stats, fit_points
 
 
 def separable(n, d=20, k=3, seed=0):
@@ -81,7 +81,7 @@ def test_constant_columns_do_not_break_standardisation():
     assert np.isfinite(probe.coef_).all() and probe.val_error_ < 0.1
 
 
-def test_fit_point_reports_non_convergence(tmp_path, caplog):
+def test_fit_points_reports_non_convergence_and_writes_every_point(tmp_path, caplog):
     x, y = separable(900, d=40, seed=6)
     path = tmp_path / "act.h5"
     with h5py.File(path, "w") as f:
@@ -89,16 +89,22 @@ def test_fit_point_reports_non_convergence(tmp_path, caplog):
         for split, sl in (("train", slice(0, 500)), ("val", slice(500, 700)), ("test", slice(700, 900))):
             f[f"{split}/labels"] = y[sl]
             f[f"{split}/layer"] = x[sl]
-    settings = {"experiment": "e", "repeat": 0, "step": 5, "point": "layer", "layer_index": 3,
-                "probe": {"Cs": [1.0], "solver": "lbfgs", "tol": 1e-10, "max_iter": 2, "standardize": True,
-                          "patience": 1, "random_state": 0}}  # fmt: skip
-    result = fit_point(settings, path, tmp_path / "p.json", tmp_path / "p.npz")
-    assert result["converged"] is False and "did not converge" in result["warnings"][0]
+            f[f"{split}/half"] = x[sl, :20]
+    probe = {"Cs": [1.0], "solver": "lbfgs", "tol": 1e-10, "max_iter": 2, "standardize": True,
+             "patience": 1, "random_state": 0}  # fmt: skip
+    settings = {"experiment": "e", "repeat": 0, "step": 5,
+                "points": [{"point": "layer", "layer_index": 3, "probe": probe},
+                           {"point": "half", "layer_index": 4, "probe": {**probe, "max_iter": 1000}}]}  # fmt: skip
+    results = fit_points(settings, path, tmp_path / "p.json", tmp_path / "p.npz")
+    assert results[0]["converged"] is False and "did not converge" in results[0]["warnings"][0]
     assert "did not converge" in caplog.text
+    assert results[1]["converged"] is True and results[1]["warnings"] == []
     on_disk = json.loads((tmp_path / "p.json").read_text())
-    assert on_disk["converged"] is False and on_disk["width"] == 40 and on_disk["layer_index"] == 3
+    assert [(r["point"], r["width"], r["layer_index"]) for r in on_disk] == [("layer", 40, 3), ("half", 20, 4)]
+    assert on_disk[0]["converged"] is False
     weights = np.load(tmp_path / "p.npz")
-    assert weights["coef"].shape == (3, 40) and list(weights["classes"]) == [0, 1, 2]
-    settings["probe"]["max_iter"] = 1000
-    result = fit_point(settings, path, tmp_path / "p.json", tmp_path / "p.npz")
-    assert result["converged"] is True and result["warnings"] == [] and result["test_error"] < 0.1
+    assert weights["layer.coef"].shape == (3, 40) and weights["half.coef"].shape == (3, 20)
+    assert list(weights["layer.classes"]) == [0, 1, 2]
+    settings["points"][0]["probe"]["max_iter"] = 1000
+    results = fit_points(settings, path, tmp_path / "p.json", tmp_path / "p.npz")
+    assert results[0]["converged"] is True and results[0]["warnings"] == [] and results[0]["test_error"] < 0.1

@@ -44,7 +44,7 @@ def test_every_output_exists_with_sane_values(tiny_run):
     assert err[(32, "logits")] < err[(0, "logits")]  # training helps the last layer
     model = list(csv.DictReader(open(work / "results/tiny_convnet/model.csv")))
     assert [int(m["step"]) for m in model] == [0, 32] and float(model[1]["test_acc"]) > 0.5
-    probe = json.loads((work / "results/tiny_convnet/r0/probes/step32/fc1_postact.json").read_text())
+    [probe] = json.loads((work / "results/tiny_convnet/r0/probes/step32/fc1_postact.json").read_text())
     assert probe["width"] == 512 and len(probe["path"]) == 3
     for fig in ("figure5_tiny", "figure3_tiny"):
         for ext in ("png", "pdf"):
@@ -65,6 +65,9 @@ def test_untrained_mlp_repeats_degrade_with_depth(tiny_run):
         assert all(float(r["activation_norm"]) > 0.1 for r in rows)  # no numerical underflow
     # repeats draw new data and networks
     assert len({r["test_error"] for r in rows if r["point"] == "layer4"}) == 2
+    # points_per_job 3: each checkpoint's 5 probes are fitted by two jobs
+    jobs = sorted(p.name for p in (work / "results/tiny_untrained_mlp/r1/probes/step0").glob("*.json"))
+    assert jobs == ["input-layer2.json", "layer3-layer4.json"]
 
 
 def test_deep_mlp_with_aux_heads_and_skip_trains_and_animates(tiny_run):

@@ -33,12 +33,10 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def aggregate(probe_jsons: list[Path], model_jsons: list[Path], probes_csv: Path, model_csv: Path) -> None:
-    """One row per probe into ``probes_csv``; one row per checkpoint's own model metrics into ``model_csv``."""
-    rows = []
-    for p in probe_jsons:
-        r = json.loads(Path(p).read_text())
+    """One row per probe (each JSON holds a list of them) into ``probes_csv``; one row per checkpoint's own model metrics into ``model_csv``."""
+    rows = [r for p in probe_jsons for r in json.loads(Path(p).read_text())]  # one list of probes per job
+    for r in rows:
         r["warnings"] = " | ".join(r.get("warnings", []))
-        rows.append(r)
     rows.sort(key=lambda r: (r["experiment"], r["repeat"], r["step"], r["layer_index"]))
     write_csv(rows, PROBE_COLUMNS, probes_csv)
     models = sorted((json.loads(Path(p).read_text()) for p in model_jsons), key=lambda r: (r["repeat"], r["step"]))

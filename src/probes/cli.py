@@ -47,10 +47,10 @@ def cmd_extract(a: argparse.Namespace) -> None:
 
 
 def cmd_fit(a: argparse.Namespace) -> None:
-    from .probe import fit_point
+    from .probe import fit_points
 
     _threads(a.threads)
-    fit_point(json.loads(a.settings), Path(a.activations), Path(a.out_json), Path(a.out_weights))
+    fit_points(json.loads(a.settings), Path(a.activations), Path(a.out_json), Path(a.out_weights))
 
 
 def cmd_aggregate(a: argparse.Namespace) -> None:
@@ -107,8 +107,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_extract)
 
-    s = sub.add_parser("fit", help="fit the linear probe of one probe point")
-    s.add_argument("--settings", required=True, help="JSON: experiment, repeat, step, point, layer_index, probe")
+    s = sub.add_parser("fit", help="fit the linear probes of some probe points of one checkpoint")
+    s.add_argument("--settings", required=True, help="JSON: experiment, repeat, step, points: [{point, layer_index, probe}]")
     s.add_argument("--activations", required=True)
     s.add_argument("--out-json", required=True)
     s.add_argument("--out-weights", required=True)

@@ -169,8 +169,19 @@ class Experiment:
 
     def probe_settings(self, point: str) -> dict:
         """The probe parameters of one point: the experiment's, with the point's overrides."""
-        base = {k: v for k, v in self.spec["probe"].items() if k != "overrides"}
+        base = {k: v for k, v in self.spec["probe"].items() if k not in ("overrides", "points_per_job")}
         return {**base, **self.probe_overrides.get(point, {})}
+
+    @cached_property
+    def probe_jobs(self) -> dict[str, tuple[str, ...]]:
+        """Probe jobs per checkpoint: name -> the points it fits, ``probe.points_per_job`` at a time.
+
+        A job of one point is named after it; a job of several after its first
+        and last point (``layer1-layer16``).
+        """
+        k = self.spec["probe"].get("points_per_job", 1)
+        chunks = [self.points[i : i + k] for i in range(0, len(self.points), k)]
+        return {c[0] if len(c) == 1 else f"{c[0]}-{c[-1]}": c for c in chunks}
 
     @cached_property
     def widths(self) -> dict[str, int]:

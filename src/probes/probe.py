@@ -208,12 +208,12 @@ class LinearProbe:
         return self._metrics(self.coef_, self.intercept_, self.classes_, x, y)
 
 
-def fit_point(settings: dict, activations: Path, out_json: Path, out_weights: Path) -> dict:
-    """Fit the probe of one (experiment, repeat, checkpoint, point) and write its results.
+def fit_point(settings: dict, activations: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """Fit the probe of one (experiment, repeat, checkpoint, point); return its metrics and weights.
 
     ``settings`` holds ``experiment, repeat, step, point, layer_index`` and
-    ``probe`` (the ``LinearProbe`` parameters). Writes a JSON of metrics and an
-    ``.npz`` of the probe (raw-feature weights, intercept, classes, C).
+    ``probe`` (the ``LinearProbe`` parameters). The weights are the probe's
+    raw-feature ``coef``, ``intercept``, ``classes`` and chosen ``C``.
     """
     point = settings["point"]
     expect = {"experiment": settings["experiment"], "step": settings["step"]}
@@ -241,10 +241,29 @@ def fit_point(settings: dict, activations: Path, out_json: Path, out_weights: Pa
                f"{settings['probe']['max_iter']} (tol={settings['probe']['tol']:g})")  # fmt: skip
         result["warnings"].append(msg)
         log.warning("%s step %d %s: %s", settings["experiment"], settings["step"], point, msg)
-    with atomic_output(out_weights) as tmp:
-        np.savez(tmp, coef=probe.coef_, intercept=probe.intercept_, classes=probe.classes_, C=probe.C_)
-    write_json(result, out_json)
     log.info("%s step %d %s: C=%g train %.4f val %.4f test %.4f error (%d iterations, %.1f s)",
              settings["experiment"], settings["step"], point, probe.C_, probe.train_error_,
              probe.val_error_, test_error, probe.n_iter_, probe.fit_seconds_)  # fmt: skip
-    return result
+    weights = {"coef": probe.coef_, "intercept": probe.intercept_, "classes": probe.classes_, "C": np.float64(probe.C_)}
+    return result, weights
+
+
+def fit_points(settings: dict, activations: Path, out_json: Path, out_weights: Path) -> list[dict]:
+    """Fit the probes of one probe job: some points of one (experiment, repeat, checkpoint).
+
+    ``settings`` holds ``experiment, repeat, step`` and ``points``, a list of
+    ``{point, layer_index, probe}``. Writes a JSON list of each point's metrics
+    and one ``.npz`` whose arrays are named ``<point>.coef``, ``<point>.intercept``,
+    ``<point>.classes`` and ``<point>.C``; both only once every probe is fitted.
+    """
+    common = {k: settings[k] for k in ("experiment", "repeat", "step")}
+    results, arrays = [], {}
+    for i, spec in enumerate(settings["points"], 1):
+        log.info("probe %d/%d: %s", i, len(settings["points"]), spec["point"])
+        result, weights = fit_point({**common, **spec}, activations)
+        results.append(result)
+        arrays.update({f"{spec['point']}.{k}": v for k, v in weights.items()})
+    with atomic_output(out_weights) as tmp:
+        np.savez(tmp, **arrays)
+    write_json(results, out_json)
+    return results

@@ -27,7 +27,7 @@ wildcard_constraints:
     experiment="[A-Za-z0-9_-]+",
     repeat=r"\d+",
     step=r"\d+",
-    point="[A-Za-z0-9_]+",
+    job="[A-Za-z0-9_-]+",
     figure="[A-Za-z0-9_-]+",
     animation="[A-Za-z0-9_-]+",
 
@@ -52,12 +52,12 @@ def dataset_files(wildcards) -> list:
 
 
 def run_files(exp: Experiment, pattern: str) -> list[str]:
-    """``pattern`` (with {repeat}, {step}, {point}) for every repeat, checkpoint and point."""
+    """``pattern`` (with {repeat}, {step}, {job}) for every repeat, checkpoint and probe job."""
     return [
-        pattern.format(experiment=exp.name, repeat=r, step=s, point=p)
+        pattern.format(experiment=exp.name, repeat=r, step=s, job=j)
         for r in exp.repeats
         for s in exp.steps
-        for p in exp.points
+        for j in exp.probe_jobs
     ]
 
 
@@ -71,17 +71,23 @@ def previous_checkpoint(wildcards) -> list[str]:
     return [] if prev is None else [f"{RUN}/checkpoints/step{prev}.pt".format(**wildcards)]
 
 
-def probe_settings(wildcards) -> str:
+def job_points(wildcards) -> tuple[str, ...]:
+    """The probe points one probe job fits."""
     exp = experiment(wildcards)
+    if wildcards.job not in exp.probe_jobs:
+        raise ValueError(f"{wildcards.job!r} is not a probe job of {exp.name}; its jobs are {list(exp.probe_jobs)}")
+    return exp.probe_jobs[wildcards.job]
+
+
+def probe_settings(wildcards) -> str:
+    """Exactly what a probe job's results depend on: its points, their indices and probe settings."""
+    exp = experiment(wildcards)
+    points = [
+        {"point": p, "layer_index": exp.points.index(p), "probe": exp.probe_settings(p)}
+        for p in job_points(wildcards)
+    ]
     return as_json(
-        {
-            "experiment": exp.name,
-            "repeat": int(wildcards.repeat),
-            "step": int(wildcards.step),
-            "point": wildcards.point,
-            "layer_index": exp.points.index(wildcards.point),
-            "probe": exp.probe_settings(wildcards.point),
-        }
+        {"experiment": exp.name, "repeat": int(wildcards.repeat), "step": int(wildcards.step), "points": points}
     )
 
 
@@ -93,7 +99,7 @@ def animation_spec(wildcards) -> dict:
     return config["animations"][wildcards.animation]
 
 
-PROBE_JSON = f"{RUN}/probes/step{{step}}/{{point}}.json"
+PROBE_JSON = f"{RUN}/probes/step{{step}}/{{job}}.json"
 MODEL_JSON = f"{RUN}/model/step{{step}}.json"
 
 

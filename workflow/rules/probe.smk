@@ -3,17 +3,17 @@ rule probe:
         f"{RUN}/activations/step{{step}}.h5",
     output:
         json=PROBE_JSON,
-        weights=f"{RUN}/probes/step{{step}}/{{point}}.npz",
+        weights=f"{RUN}/probes/step{{step}}/{{job}}.npz",
     params:
         settings=probe_settings,
     log:
-        f"{LOGS}/probe/{{experiment}}/r{{repeat}}/step{{step}}/{{point}}.log",
+        f"{LOGS}/probe/{{experiment}}/r{{repeat}}/step{{step}}/{{job}}.log",
     benchmark:
-        f"{BENCH}/probe/{{experiment}}/r{{repeat}}/step{{step}}/{{point}}.tsv"
+        f"{BENCH}/probe/{{experiment}}/r{{repeat}}/step{{step}}/{{job}}.tsv"
     threads: 1
     resources:
-        mem_mb=lambda wc: experiment(wc).probe_mem_mb(wc.point),
-        runtime=lambda wc: 10 + experiment(wc).widths[wc.point] // 100,
+        mem_mb=lambda wc: max(experiment(wc).probe_mem_mb(p) for p in job_points(wc)),
+        runtime=lambda wc: sum(10 + experiment(wc).widths[p] // 100 for p in job_points(wc)),
     shell:
         "probes fit --settings {params.settings:q} --activations {input}"
         " --out-json {output.json} --out-weights {output.weights} --threads {threads} > {log} 2>&1"
