@@ -47,7 +47,10 @@ def standardise_(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarr
 def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Column mean and standard deviation (float64 accumulation, float32 result).
 
-    Columns with (near) zero spread get scale 1 so they stay zero after centring.
+    A column counts as constant (scale 1, so it stays zero after centring) when
+    its spread is within float32 rounding of its mean; the test is relative to
+    each column, so the tiny but informative activations of a very deep
+    network (norms of 1e-13 and less) are still standardised to unit spread.
     """
     total = np.zeros(x.shape[1])
     for b in blocks(x):
@@ -58,7 +61,8 @@ def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d = x[b].astype(np.float64) - mean
         sq += np.einsum("ij,ij->j", d, d)
     std = np.sqrt(sq / len(x))
-    scale = np.where(std > 1e-6 * max(1.0, float(np.abs(mean).max(initial=0.0))), std, 1.0)
+    constant = std <= np.maximum(1e-6 * np.abs(mean), np.finfo(np.float32).tiny)
+    scale = np.where(constant, 1.0, std)
     return mean.astype(np.float32), scale.astype(np.float32)
 
 
