@@ -23,6 +23,15 @@ def test_default_config_is_valid_and_reproduces_the_paper(config):
     exp = Experiment("mnist_convnet", config)
     assert exp.steps == (0, 7820)  # 10 epochs of ceil(50000 / 64) = 782 minibatches
     assert exp.points[0] == "input" and exp.points[-1] == "logits" and len(exp.points) == 10
+    fig3 = Experiment("fig3_untrained_mlp", config)  # section 3.2
+    assert fig3.steps == (0,) and len(fig3.repeats) == 100 and len(fig3.points) == 33
+    assert set(fig3.widths.values()) == {128} and fig3.spec["model"]["negative_slope"] == 0.5
+    models = {}
+    for name in ("mlp128_plain", "mlp128_aux", "mlp128_skip"):  # section 3.4
+        mlp = Experiment(name, config)
+        assert mlp.steps == (0, 500, 5000) and len(mlp.points) == 129 and mlp.widths["layer128"] == 128
+        models[name] = (mlp.spec["model"].get("aux_every", 0), mlp.spec["model"].get("skip_to", 0))
+    assert models == {"mlp128_plain": (0, 0), "mlp128_aux": (16, 0), "mlp128_skip": (0, 64)}
     assert check(load_yaml(REPO / "tests/data/config_tiny.yaml"))
 
 
@@ -74,7 +83,8 @@ def test_probe_overrides_apply_to_their_point_only(config):
     check(c)
     exp = Experiment("mnist_convnet", c)
     assert exp.probe_settings("conv1_preact")["max_iter"] == 50 and exp.probe_settings("conv1_preact")["solver"] == "saga"
-    assert exp.probe_settings("input") == {k: v for k, v in c["experiments"]["mnist_convnet"]["probe"].items() if k != "overrides"}
+    probe = c["experiments"]["mnist_convnet"]["probe"]
+    assert exp.probe_settings("input") == {k: v for k, v in probe.items() if k not in ("overrides", "points_per_job")}
     assert exp.probe_mem_mb("conv1_preact") > 6000 > exp.probe_mem_mb("input")
 
 

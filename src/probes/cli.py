@@ -126,7 +126,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--probes-csv", required=True)
     s.add_argument("--steps", type=int, nargs="+", required=True)
     s.add_argument("--panels", nargs="+", required=True)
-    s.add_argument("--metric", default="test_error")
+    s.add_argument("--metric", default="test_error", help="train/val/test_error, or activation_norm (log scale)")
     s.add_argument("--chance", type=float, help="draw this coin-flip error as a dotted line")
     s.add_argument("--dpi", type=int, default=150)
     s.add_argument("--out", nargs="+", required=True)

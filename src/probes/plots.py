@@ -19,6 +19,7 @@ METRIC_LABELS = {
     "train_error": "train prediction error",
     "val_error": "validation prediction error",
     "test_error": "test prediction error",
+    "activation_norm": "mean activation norm (log scale)",
 }
 MAX_LABELS = 20  # label at most this many probe points on an axis
 
@@ -40,14 +41,18 @@ def error_by_point(rows: list[dict], step: int, metric: str) -> tuple[list[str],
     return [p for _, p in order], mean, std
 
 
-def _draw(ax, names: list[str], mean: np.ndarray, std: np.ndarray, chance: float | None, ymax: float) -> None:
-    """Bars of ``mean`` per probe point, error bars when repeats spread, a chance line if given."""
+def _draw(ax, names: list[str], mean: np.ndarray, std: np.ndarray, chance: float | None, ymax: float | None) -> None:
+    """Bars of ``mean`` per probe point, error bars when repeats spread, a chance line if given.
+
+    ``ymax=None`` draws a positive quantity (activation norms) on a log scale.
+    """
     x = np.arange(len(names))
     ax.bar(x, np.nan_to_num(mean), yerr=std if np.nan_to_num(std).any() else None, color="tab:blue",
            width=0.8, capsize=2 if len(names) <= MAX_LABELS else 0, error_kw={"elinewidth": 0.8})  # fmt: skip
     if len(names) <= MAX_LABELS:
         for xi, m in zip(x, mean, strict=True):
-            ax.annotate("n/a" if np.isnan(m) else f"{100 * m:.2f}%", (xi, np.nan_to_num(m)), ha="center",
+            label = "n/a" if np.isnan(m) else (f"{m:.2g}" if ymax is None else f"{100 * m:.2f}%")
+            ax.annotate(label, (xi, np.nan_to_num(m)), ha="center",
                         va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")  # fmt: skip
         ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
     else:
@@ -57,11 +62,17 @@ def _draw(ax, names: list[str], mean: np.ndarray, std: np.ndarray, chance: float
     if chance is not None:
         ax.axhline(chance, color="k", linestyle=":", linewidth=1, label=f"chance ({chance:g})")
         ax.legend(loc="upper left", fontsize=8)
-    ax.set_ylim(0, ymax)
+    if ymax is None:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(0, ymax)
     ax.grid(axis="y", alpha=0.3)
 
 
-def _ymax(rows: list[dict], metric: str, chance: float | None) -> float:
+def _ymax(rows: list[dict], metric: str, chance: float | None) -> float | None:
+    """A shared y limit for error rates (``None``, a log scale, for activation norms)."""
+    if metric == "activation_norm":
+        return None
     values = [float(r[metric]) for r in rows if np.isfinite(float(r[metric]))]
     return 1.1 * max(values + [chance or 0.0, 1e-3])
 
