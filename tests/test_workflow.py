@@ -46,7 +46,7 @@ def test_every_output_exists_with_sane_values(tiny_run):
     assert [int(m["step"]) for m in model] == [0, 32] and float(model[1]["test_acc"]) > 0.5
     [probe] = json.loads((work / "results/tiny_convnet/r0/probes/step32/fc1_postact.json").read_text())
     assert probe["width"] == 512 and len(probe["path"]) == 3
-    for fig in ("figure5_tiny", "figure3_tiny"):
+    for fig in ("figure5_tiny", "figure3_tiny", "figure3_norms_tiny"):
         for ext in ("png", "pdf"):
             assert (work / f"results/figures/{fig}.{ext}").stat().st_size > 5000
     assert "epoch 1 step 32" in (work / "results/logs/train/tiny_convnet/r0/step32.log").read_text()
@@ -94,5 +94,7 @@ def test_html_report_holds_figure_tables_and_captions(tiny_run):
     run = snakemake(work, "--report", "results/report.html")
     assert run.returncode == 0, run.stderr[-3000:]
     html = (work / "results/report.html").read_text()
-    for text in ("figure5_tiny.png", "probes.csv", "model.csv", config["figures"]["figure5_tiny"]["caption"]):
+    for text in ("figure5_tiny.png", "figure3_norms_tiny.png", "tiny_deep_mlp_train_error.gif", "probes.csv",
+                 "model.csv", config["figures"]["figure5_tiny"]["caption"],
+                 config["animations"]["tiny_deep_mlp_train_error"]["caption"], "Settings:", "max_iter 100"):  # fmt: skip
         assert text in html

@@ -12,7 +12,7 @@ rule train:
         f"{LOGS}/train/{{experiment}}/r{{repeat}}/step{{step}}.log",
     benchmark:
         f"{BENCH}/train/{{experiment}}/r{{repeat}}/step{{step}}.tsv"
-    threads: 2
+    threads: 1  # more with --set-threads train=N: one core each keeps both cores busy here
     resources:
         mem_mb=3000,
         runtime=120,
