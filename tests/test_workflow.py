@@ -46,7 +46,7 @@ def test_every_output_exists_with_sane_values(tiny_run):
     assert [int(m["step"]) for m in model] == [0, 32] and float(model[1]["test_acc"]) > 0.5
     [probe] = json.loads((work / "results/tiny_convnet/r0/probes/step32/fc1_postact.json").read_text())
     assert probe["width"] == 512 and len(probe["path"]) == 3
-    for fig in ("figure5_tiny", "figure3_tiny", "figure3_norms_tiny"):
+    for fig in ("figure5_tiny", "figure3_tiny", "figure3_norms_tiny", "figure8_tiny"):
         for ext in ("png", "pdf"):
             assert (work / f"results/figures/{fig}.{ext}").stat().st_size > 5000
     assert "epoch 1 step 32" in (work / "results/logs/train/tiny_convnet/r0/step32.log").read_text()
@@ -70,16 +70,25 @@ def test_untrained_mlp_repeats_degrade_with_depth(tiny_run):
     assert jobs == ["input-layer2.json", "layer3-layer4.json"]
 
 
-def test_deep_mlp_with_aux_heads_and_skip_trains_and_animates(tiny_run):
+@pytest.mark.parametrize("name", ["tiny_mlp_aux", "tiny_mlp_skip", "tiny_mlp_plain"])
+def test_deep_mlps_train_probe_every_layer_at_every_checkpoint(tiny_run, name):
+    work, config = tiny_run
+    rows = list(csv.DictReader(open(work / f"results/{name}/probes.csv")))
+    depth = config["experiments"][name]["model"]["depth"]
+    assert sorted({int(r["step"]) for r in rows}) == [0, 5, 20] and len(rows) == 3 * (depth + 1)
+    model = list(csv.DictReader(open(work / f"results/{name}/model.csv")))
+    assert [int(m["step"]) for m in model] == [0, 5, 20]
+    if name != "tiny_mlp_plain":  # the control may or may not learn at this size; the others must
+        assert float(model[-1]["train_loss"]) < float(model[0]["train_loss"])
+    # points_per_job 7: one probe job per checkpoint
+    assert sorted(p.name for p in (work / f"results/{name}/r0/probes/step5").glob("*.json")) == ["input-layer6.json"]
+
+
+def test_animation_has_a_frame_per_checkpoint(tiny_run):
     work, _ = tiny_run
-    rows = list(csv.DictReader(open(work / "results/tiny_deep_mlp/probes.csv")))
-    assert sorted({int(r["step"]) for r in rows}) == [0, 5, 20] and len(rows) == 3 * 7
-    model = list(csv.DictReader(open(work / "results/tiny_deep_mlp/model.csv")))
-    assert float(model[-1]["train_loss"]) < float(model[0]["train_loss"])
-    gif = work / "results/animations/tiny_deep_mlp_train_error.gif"
     from PIL import Image
 
-    with Image.open(gif) as im:
+    with Image.open(work / "results/animations/tiny_mlp_aux_train_error.gif") as im:
         assert im.n_frames == 3
 
 
@@ -94,7 +103,7 @@ def test_html_report_holds_figure_tables_and_captions(tiny_run):
     run = snakemake(work, "--report", "results/report.html")
     assert run.returncode == 0, run.stderr[-3000:]
     html = (work / "results/report.html").read_text()
-    for text in ("figure5_tiny.png", "figure3_norms_tiny.png", "tiny_deep_mlp_train_error.gif", "probes.csv",
+    for text in ("figure5_tiny.png", "figure3_norms_tiny.png", "tiny_mlp_aux_train_error.gif", "probes.csv",
                  "model.csv", config["figures"]["figure5_tiny"]["caption"],
-                 config["animations"]["tiny_deep_mlp_train_error"]["caption"], "Settings:", "max_iter 100"):  # fmt: skip
+                 config["animations"]["tiny_mlp_aux_train_error"]["caption"], "Settings:", "max_iter 100"):  # fmt: skip
         assert text in html
