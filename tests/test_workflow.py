@@ -2,33 +2,8 @@
 
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
-import yaml
-
-from conftest import mnist_source
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("tiny")
-    config = yaml.safe_load((REPO / "tests/data/config_tiny.yaml").read_text())
-    source = mnist_source()
-    config["mnist"]["local_dir"] = str(source) if source else None
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
-    run = snakemake(work, "--cores", "2")
-    assert run.returncode == 0, run.stderr[-3000:]
-    return work, config
+from conftest import snakemake
 
 
 def test_every_output_exists_with_sane_values(tiny_run):

@@ -31,10 +31,15 @@ def cmd_mnist(a: argparse.Namespace) -> None:
 def cmd_train(a: argparse.Namespace) -> None:
     import torch
 
-    from .train import train_segment
+    from .train import latest_checkpoint, train_segment
 
     torch.set_num_threads(a.threads)
-    train_segment(json.loads(a.settings), Path(a.data_dir), a.step, Path(a.out), Path(a.start) if a.start else None)
+    settings = json.loads(a.settings)
+    start = Path(a.start) if a.start else None
+    if a.resume_dir and start is None:
+        start = latest_checkpoint(Path(a.resume_dir), settings, a.step)
+        logging.getLogger("probes").info("resuming from %s", start or "initialisation (no earlier checkpoint)")
+    train_segment(settings, Path(a.data_dir), a.step, Path(a.out), start)
 
 
 def cmd_extract(a: argparse.Namespace) -> None:
@@ -89,11 +94,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--mirror", action="append", default=[])
     s.set_defaults(func=cmd_mnist)
 
-    s = sub.add_parser("train", help="train one segment: from --start (or initialisation) to --step")
+    s = sub.add_parser("train", help="train to --step, from --start, the latest checkpoint in --resume-dir, or initialisation")
     s.add_argument("--settings", required=True, help="JSON: experiment, repeat, seed, model, dataset, train")
     s.add_argument("--data-dir", required=True)
     s.add_argument("--step", type=int, required=True)
     s.add_argument("--start", help="checkpoint to continue from")
+    s.add_argument("--resume-dir", help="continue from the latest compatible checkpoint before --step found here")
     s.add_argument("--out", required=True)
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_train)

@@ -145,10 +145,6 @@ class Experiment:
             steps.add(last)
         return tuple(sorted(steps))
 
-    def previous_step(self, step: int) -> int | None:
-        i = self.steps.index(step)
-        return self.steps[i - 1] if i else None
-
     @property
     def repeats(self) -> range:
         return range(self.spec["repeats"])

@@ -1,11 +1,14 @@
-"""Training in segments: from one checkpoint (or from initialisation) to the next.
+"""Training to a checkpoint, resuming from the latest earlier one on disk.
 
-An experiment's checkpoint schedule ``[s0, s1, ...]`` becomes a chain of jobs:
-the checkpoint at ``s_k`` is made by loading the one at ``s_{k-1}`` and training
-``s_k - s_{k-1}`` more minibatches. A checkpoint holds everything needed to go
-on exactly as an uninterrupted run would: model and optimizer state, the step,
-the torch RNG state (dropout), and the settings; the minibatch order of every
-epoch is a pure function of (seed, repeat, epoch).
+The checkpoint at step ``s`` is a function of the training settings and ``s``
+alone: it is made by loading the latest compatible checkpoint before ``s`` (or
+initialising) and training the minibatches in between. A checkpoint holds
+everything needed to go on exactly as an uninterrupted run would: model and
+optimizer state, the step, the torch RNG state (dropout), and the settings; the
+minibatch order of every epoch is a pure function of (seed, repeat, epoch). So
+where training resumes from changes how long it takes, never what it produces,
+and no checkpoint job depends on another: adding a step to a schedule trains
+only the new checkpoint, and a killed job's rerun resumes from the last one saved.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import re
 import time
 from pathlib import Path
 
@@ -78,6 +82,29 @@ def load_checkpoint(path: Path, settings: dict | None = None) -> dict:
     return state
 
 
+def incompatibility(state: dict, settings: dict) -> str | None:
+    """Why training with ``settings`` cannot go on from checkpoint ``state`` (``None``: it can)."""
+    for key in ("seed", "train", "dataset"):
+        if state.get(key) != settings[key]:
+            return f"trained with other {key} settings than {settings['experiment']!r} now has"
+    return None
+
+
+def latest_checkpoint(directory: Path, settings: dict, before: int) -> Path | None:
+    """The latest checkpoint ``step<N>.pt`` in ``directory`` with ``N < before`` that
+    training with ``settings`` can go on from; incompatible or unreadable ones are skipped."""
+    found = ((re.fullmatch(r"step(\d+)\.pt", p.name), p) for p in Path(directory).glob("step*.pt"))
+    for step, path in sorted(((int(m[1]), p) for m, p in found if m and int(m[1]) < before), reverse=True):
+        try:
+            reason = incompatibility(load_checkpoint(path, settings), settings)
+        except CheckpointError as exc:
+            reason = str(exc)
+        if reason is None:
+            return path
+        log.info("not resuming from %s: %s", path, reason)
+    return None
+
+
 def make_optimizer(model: torch.nn.Module, train: dict) -> torch.optim.Optimizer:
     """``train["optimizer"]``: ``sgd`` (with momentum), ``rmsprop`` (decay 0.9, with momentum) or ``adam``."""
     name, lr, momentum = train["optimizer"], train["lr"], train["momentum"]
@@ -120,8 +147,9 @@ def train_segment(settings: dict, data_dir: Path, target_step: int, out: Path, s
     step = 0
     if start is not None:
         state = load_checkpoint(start, settings)
-        if state["train"] != tr or state["dataset"] != ds:
-            raise CheckpointError(f"{start}: trained with other train/dataset settings than {settings['experiment']!r} now has")
+        reason = incompatibility(state, settings)
+        if reason:
+            raise CheckpointError(f"{start}: {reason}")
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
@@ -177,6 +205,7 @@ def train_segment(settings: dict, data_dir: Path, target_step: int, out: Path, s
         "format": CHECKPOINT_FORMAT,
         "experiment": settings["experiment"],
         "repeat": repeat,
+        "seed": seed,
         "step": step,
         "epoch": step / spe,
         "model": settings["model"],

@@ -15,6 +15,8 @@ rule aggregate:
             category="Tables",
             labels={"experiment": "{experiment}", "table": "model"},
         ),
+    params:
+        code=CODE["aggregate"],
     log:
         f"{LOGS}/aggregate/{{experiment}}.log",
     benchmark:
@@ -46,6 +48,7 @@ rule figure:
         metric=lambda wc: figure_spec(wc)["metric"],
         chance=lambda wc: "" if figure_spec(wc).get("chance") is None else f"--chance {figure_spec(wc)['chance']}",
         dpi=config["plot"]["dpi"],
+        code=CODE["plot"],
     log:
         f"{LOGS}/figure/{{figure}}.log",
     benchmark:
@@ -73,6 +76,7 @@ rule animation:
     params:
         metric=lambda wc: animation_spec(wc)["metric"],
         fps=lambda wc: animation_spec(wc)["fps"],
+        code=CODE["plot"],
     log:
         f"{LOGS}/animation/{{animation}}.log",
     benchmark:

@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 from probes.config import Experiment, validate
+from probes.provenance import STAGE_MODULES, stage_digest
 
 
 validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml", source="workflow config")
@@ -20,6 +21,8 @@ MNIST_FILES = [
     "t10k-labels-idx1-ubyte",
 ]
 EXPERIMENTS = {name: Experiment(name, config) for name in config["experiments"]}
+# each rule's params carry the digest of the code its stage runs (src/probes/provenance.py)
+CODE = {stage: stage_digest(stage) for stage in STAGE_MODULES}
 RUN = f"{RESULTS}/{{experiment}}/r{{repeat}}"
 
 
@@ -59,16 +62,6 @@ def run_files(exp: Experiment, pattern: str) -> list[str]:
         for s in exp.steps
         for j in exp.probe_jobs
     ]
-
-
-def previous_checkpoint(wildcards) -> list[str]:
-    """The checkpoint a segment starts from: the one before it in the schedule (none for the first)."""
-    exp = experiment(wildcards)
-    step = int(wildcards.step)
-    if step not in exp.steps:
-        raise ValueError(f"step {step} is not a checkpoint of {exp.name}; its schedule is {list(exp.steps)}")
-    prev = exp.previous_step(step)
-    return [] if prev is None else [f"{RUN}/checkpoints/step{prev}.pt".format(**wildcards)]
 
 
 def job_points(wildcards) -> tuple[str, ...]:

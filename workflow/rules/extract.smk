@@ -11,6 +11,7 @@ rule extract:
         metrics=MODEL_JSON,
     params:
         data_dir=MNIST_DIR,
+        code=CODE["extract"],
         settings=lambda wc: as_json(experiment(wc).extract_settings(int(wc.repeat))),
     log:
         f"{LOGS}/extract/{{experiment}}/r{{repeat}}/step{{step}}.log",

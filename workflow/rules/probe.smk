@@ -6,6 +6,7 @@ rule probe:
         weights=f"{RUN}/probes/step{{step}}/{{job}}.npz",
     params:
         settings=probe_settings,
+        code=CODE["probe"],
     log:
         f"{LOGS}/probe/{{experiment}}/r{{repeat}}/step{{step}}/{{job}}.log",
     benchmark:

@@ -1,13 +1,12 @@
 rule train:
     input:
         data=dataset_files,
-        start=previous_checkpoint,
     output:
         f"{RUN}/checkpoints/step{{step}}.pt",
     params:
         data_dir=MNIST_DIR,
+        code=CODE["train"],
         settings=lambda wc: as_json(experiment(wc).train_settings(int(wc.repeat))),
-        start=lambda wc, input: f"--start {input.start}" if input.start else "",
     log:
         f"{LOGS}/train/{{experiment}}/r{{repeat}}/step{{step}}.log",
     benchmark:
@@ -18,4 +17,4 @@ rule train:
         runtime=120,
     shell:
         "probes train --settings {params.settings:q} --data-dir {params.data_dir} --step {wildcards.step}"
-        " {params.start} --out {output} --threads {threads} > {log} 2>&1"
+        " --resume-dir $(dirname {output}) --out {output} --threads {threads} > {log} 2>&1"

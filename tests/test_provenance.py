@@ -1,0 +1,26 @@
+import shutil
+from pathlib import Path
+
+import probes
+from probes.provenance import STAGE_MODULES, source_digest, stage_digest
+
+PACKAGE = Path(probes.__file__).parent
+
+
+def test_digest_ignores_comments_docstrings_and_formatting_but_not_code(tmp_path):
+    shutil.copy(PACKAGE / "probe.py", tmp_path / "probe.py")
+    before = source_digest("probe", package=tmp_path)
+    src = (tmp_path / "probe.py").read_text()
+    cosmetic = src.replace('"""Linear classifier probes', '"""Reworded: linear classifier probes', 1)
+    cosmetic = cosmetic.replace("import time\n", "import time  # a new comment\n\n", 1)
+    (tmp_path / "probe.py").write_text(cosmetic)
+    assert source_digest("probe", package=tmp_path) == before
+    (tmp_path / "probe.py").write_text(src.replace("BLOCK_BYTES = 32 << 20", "BLOCK_BYTES = 16 << 20", 1))
+    assert source_digest("probe", package=tmp_path) != before
+
+
+def test_every_stage_names_existing_modules_and_the_probe_digest_covers_its_code():
+    for stage, modules in STAGE_MODULES.items():
+        assert all((PACKAGE / f"{m}.py").exists() for m in modules), stage
+        assert len(stage_digest(stage)) == 16
+    assert stage_digest("probe") != stage_digest("train")

@@ -1,0 +1,103 @@
+"""What reruns when a setting changes: real ``snakemake --dry-run`` on a completed tiny run.
+
+Each case writes a changed copy of the run's config, asks Snakemake what it would
+run, and asserts the exact set of jobs. The completed run itself is never touched.
+"""
+
+import copy
+import os
+import re
+import shutil
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO, snakemake
+from probes.config import Experiment
+
+JOB = re.compile(r"^(?:local)?rule (\w+):\n(?:[ \t]+.*\n)*?[ \t]+wildcards: (.*)$|^(?:local)?rule (all):$", re.M)
+
+
+def scheduled(work: Path, config: dict, tmp_path: Path, env: dict | None = None) -> set[tuple[str, str]]:
+    """The jobs (rule, wildcards) a dry run with ``config`` would run in ``work``."""
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    run = snakemake(work, "--dry-run", "--configfile", str(changed), env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs = {(m[1] or m[3], m[2] or "") for m in JOB.finditer(run.stdout)}
+    if not jobs:
+        assert "Nothing to be done" in run.stdout + run.stderr, run.stdout[-2000:]
+    return jobs
+
+
+def wc(**kw) -> str:
+    return ", ".join(f"{k}={v}" for k, v in kw.items())
+
+
+CONVNET_POINTS = ["input", "conv1_postpool", "conv2_postpool", "fc1_postact", "logits"]
+CONVNET_FIGURES = {("figure", wc(figure="figure5_tiny")), ("all", "")}
+CONVNET_AGGREGATE = {("aggregate", wc(experiment="tiny_convnet"))}
+
+
+def probes(steps, points, experiment="tiny_convnet"):
+    return {("probe", wc(experiment=experiment, repeat=0, step=s, job=p)) for s in steps for p in points}
+
+
+def test_nothing_changed_nothing_runs(tiny_run, tmp_path):
+    work, config = tiny_run
+    assert scheduled(work, config, tmp_path) == set()
+
+
+def test_an_experiments_probe_setting_reruns_its_probes_only(tiny_run, tmp_path):
+    work, config = tiny_run
+    c = copy.deepcopy(config)
+    c["experiments"]["tiny_convnet"]["probe"]["Cs"] = [1.0e-2, 1.0e-1, 1.0]
+    assert scheduled(work, c, tmp_path) == probes((0, 32), CONVNET_POINTS) | CONVNET_AGGREGATE | CONVNET_FIGURES
+
+
+def test_one_points_probe_override_reruns_that_points_probes_only(tiny_run, tmp_path):
+    work, config = tiny_run
+    c = copy.deepcopy(config)
+    c["experiments"]["tiny_convnet"]["probe"]["overrides"] = {"fc1_postact": {"tol": 1.0e-6}}
+    assert scheduled(work, c, tmp_path) == probes((0, 32), ["fc1_postact"]) | CONVNET_AGGREGATE | CONVNET_FIGURES
+
+
+def test_a_new_checkpoint_trains_extracts_and_probes_only_that_step(tiny_run, tmp_path):
+    work, config = tiny_run
+    c = copy.deepcopy(config)
+    c["experiments"]["tiny_convnet"]["checkpoints"]["steps"] = [0, 16, "end"]
+    new = {("train", wc(experiment="tiny_convnet", repeat=0, step=16)),
+           ("extract", wc(experiment="tiny_convnet", repeat=0, step=16))}  # fmt: skip
+    assert scheduled(work, c, tmp_path) == new | probes((16,), CONVNET_POINTS) | CONVNET_AGGREGATE | CONVNET_FIGURES
+
+
+def test_a_training_setting_reruns_that_experiments_chain_only(tiny_run, tmp_path):
+    work, config = tiny_run
+    c = copy.deepcopy(config)
+    c["experiments"]["tiny_convnet"]["train"]["lr"] = 0.02
+    chain = {(rule, wc(experiment="tiny_convnet", repeat=0, step=s)) for rule in ("train", "extract") for s in (0, 32)}
+    assert scheduled(work, c, tmp_path) == chain | probes((0, 32), CONVNET_POINTS) | CONVNET_AGGREGATE | CONVNET_FIGURES
+
+
+def test_a_plot_setting_redraws_figures_only(tiny_run, tmp_path):
+    work, config = tiny_run
+    c = copy.deepcopy(config)
+    c["plot"]["dpi"] = 90
+    assert scheduled(work, c, tmp_path) == {("figure", wc(figure=f)) for f in config["figures"]} | {("all", "")}
+
+
+def test_changed_probe_code_reruns_every_probe_and_nothing_upstream(tiny_run, tmp_path):
+    """The probe rule's params carry a digest of src/probes/probe.py (comments and docstrings aside)."""
+    work, config = tiny_run
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "src", src)
+    code = (src / "probes/probe.py").read_text()
+    (src / "probes/probe.py").write_text(code.replace("BLOCK_BYTES = 32 << 20", "BLOCK_BYTES = 16 << 20", 1))
+    jobs = scheduled(work, config, tmp_path, env={**os.environ, "PYTHONPATH": str(src)})
+    every_probe = set()
+    for name in config["experiments"]:
+        exp = Experiment(name, config)
+        every_probe |= {("probe", wc(experiment=name, repeat=r, step=s, job=j))
+                        for r in exp.repeats for s in exp.steps for j in exp.probe_jobs}  # fmt: skip
+    assert {j for j in jobs if j[0] == "probe"} == every_probe
+    assert {rule for rule, _ in jobs} == {"probe", "aggregate", "figure", "animation", "all"}
