@@ -29,7 +29,9 @@ def main(results: Path) -> None:
             print(f"| {name} | {s:.1f} | {rss:.0f} |")
     print("\n| rule | jobs | total wall s | longest s | peak RSS MB |\n|---|---:|---:|---:|---:|")
     for rule, jobs in per_rule.items():
-        print(f"| {rule} | {len(jobs)} | {sum(j[1] for j in jobs):.1f} | {max(j[1] for j in jobs):.1f} | {max(j[2] for j in jobs):.0f} |")
+        print(
+            f"| {rule} | {len(jobs)} | {sum(j[1] for j in jobs):.1f} | {max(j[1] for j in jobs):.1f} | {max(j[2] for j in jobs):.0f} |"
+        )
 
 
 if __name__ == "__main__":

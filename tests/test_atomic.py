@@ -17,8 +17,7 @@ def test_output_appears_only_when_complete(tmp_path):
 def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
     out = tmp_path / "probe.json"
     out.write_text("old")
-    with pytest.raises(OSError, match="No space left"):
-        with atomic_output(out) as tmp:
-            tmp.write_text("half")
-            raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(OSError, match="No space left"), atomic_output(out) as tmp:
+        tmp.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
     assert out.read_text() == "old" and list(tmp_path.iterdir()) == [out]

@@ -82,7 +82,9 @@ def test_probe_overrides_apply_to_their_point_only(config):
     c["experiments"]["mnist_convnet"]["probe"]["overrides"] = {"conv1_preact": {"max_iter": 50, "solver": "saga"}}
     check(c)
     exp = Experiment("mnist_convnet", c)
-    assert exp.probe_settings("conv1_preact")["max_iter"] == 50 and exp.probe_settings("conv1_preact")["solver"] == "saga"
+    assert (
+        exp.probe_settings("conv1_preact")["max_iter"] == 50 and exp.probe_settings("conv1_preact")["solver"] == "saga"
+    )
     probe = c["experiments"]["mnist_convnet"]["probe"]
     assert exp.probe_settings("input") == {k: v for k, v in probe.items() if k not in ("overrides", "points_per_job")}
     assert exp.probe_mem_mb("conv1_preact") > 6000 > exp.probe_mem_mb("input")

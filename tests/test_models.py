@@ -53,7 +53,9 @@ def test_auxiliary_heads_add_their_losses():
 def test_glorot_normal_initialisation():
     torch.manual_seed(0)
     w = build_model({"name": "deep_mlp", "depth": 2, "width": 512, "n_in": 512}).layers[1].weight
-    assert abs(w.std().item() - (2 / (512 + 512)) ** 0.5) < 1e-3 and torch.all(build_model({"name": "deep_mlp"}).layers[0].bias == 0)
+    assert abs(w.std().item() - (2 / (512 + 512)) ** 0.5) < 1e-3 and torch.all(
+        build_model({"name": "deep_mlp"}).layers[0].bias == 0
+    )
 
 
 def test_gaussian_separable_data():

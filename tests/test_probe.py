@@ -85,7 +85,7 @@ def test_tiny_activations_are_standardised_not_treated_as_constant():
     """A 128-layer net shrinks activations by ~1e-13; they stay informative and must be used."""
     x, y = separable(500)
     tiny = x * np.float32(1e-15)
-    mean, scale = column_stats(tiny)
+    _, scale = column_stats(tiny)
     assert np.allclose(scale, column_stats(x)[1] * 1e-15, rtol=1e-3)
     probe = LinearProbe(Cs=[1.0]).fit(tiny[:400], y[:400], tiny[400:], y[400:])
     assert probe.val_error_ == LinearProbe(Cs=[1.0]).fit(x[:400], y[:400], x[400:], y[400:]).val_error_ < 0.1

@@ -14,7 +14,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import REPO, snakemake
 
 EXPERIMENTS = ("tiny_convnet", "tiny_untrained_mlp")

@@ -11,11 +11,13 @@ import shutil
 from pathlib import Path
 
 import yaml
-
 from conftest import REPO, snakemake
+
 from probes.config import Experiment
 
-JOB = re.compile(r"^(?:local)?rule (\w+):\n(?:[ \t]+.*\n)*?[ \t]+wildcards: (.*)$|^(?:local)?rule (all):$", re.M)
+JOB = re.compile(
+    r"^(?:local)?rule (\w+):\n(?:[ \t]+.*\n)*?[ \t]+wildcards: (.*)$|^(?:local)?rule (all):$", re.MULTILINE
+)
 
 
 def scheduled(work: Path, config: dict, tmp_path: Path, env: dict | None = None) -> set[tuple[str, str]]:

@@ -2,7 +2,12 @@ import pytest
 import torch
 
 from probes.models import build_model, point_widths
-from probes.train import CheckpointError, latest_checkpoint, load_checkpoint, train_segment
+from probes.train import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    train_segment,
+)
 
 CONVNET = {"name": "mnist_convnet"}
 WIDTHS = {

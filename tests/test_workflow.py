@@ -3,6 +3,7 @@
 import csv
 import json
 
+import pytest
 from conftest import snakemake
 
 
@@ -32,7 +33,9 @@ def test_untrained_mlp_repeats_degrade_with_depth(tiny_run):
     work, config = tiny_run
     rows = list(csv.DictReader(open(work / "results/tiny_untrained_mlp/probes.csv")))
     depth = config["experiments"]["tiny_untrained_mlp"]["model"]["depth"]
-    assert {(int(r["repeat"]), int(r["layer_index"])) for r in rows} == {(r, i) for r in (0, 1) for i in range(depth + 1)}
+    assert {(int(r["repeat"]), int(r["layer_index"])) for r in rows} == {
+        (r, i) for r in (0, 1) for i in range(depth + 1)
+    }
     assert all(int(r["step"]) == 0 for r in rows)  # never trained: one checkpoint, at initialisation
     for rep in ("0", "1"):
         err = [float(r["test_error"]) for r in rows if r["repeat"] == rep]

@@ -52,7 +52,9 @@ def read_point(path: Path, split: str, point: str, expect: dict | None = None) -
                 raise ActivationError(f"{path}: attribute {key} is {f.attrs.get(key)!r}, expected {value!r}")
         name = f"{split}/{point}"
         if name not in f:
-            raise ActivationError(f"{path}: no dataset {name!r}; it has {sorted(f[split]) if split in f else sorted(f)}")
+            raise ActivationError(
+                f"{path}: no dataset {name!r}; it has {sorted(f[split]) if split in f else sorted(f)}"
+            )
         ds, labels = f[name], f[f"{split}/labels"][:]
         if ds.shape[0] != len(labels):
             raise ActivationError(f"{path}: {name} has {ds.shape[0]} rows but {len(labels)} labels")

@@ -94,7 +94,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--mirror", action="append", default=[])
     s.set_defaults(func=cmd_mnist)
 
-    s = sub.add_parser("train", help="train to --step, from --start, the latest checkpoint in --resume-dir, or initialisation")
+    s = sub.add_parser(
+        "train", help="train to --step, from --start, the latest checkpoint in --resume-dir, or initialisation"
+    )
     s.add_argument("--settings", required=True, help="JSON: experiment, repeat, seed, model, dataset, train")
     s.add_argument("--data-dir", required=True)
     s.add_argument("--step", type=int, required=True)
@@ -114,7 +116,9 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_extract)
 
     s = sub.add_parser("fit", help="fit the linear probes of some probe points of one checkpoint")
-    s.add_argument("--settings", required=True, help="JSON: experiment, repeat, step, points: [{point, layer_index, probe}]")
+    s.add_argument(
+        "--settings", required=True, help="JSON: experiment, repeat, step, points: [{point, layer_index, probe}]"
+    )
     s.add_argument("--activations", required=True)
     s.add_argument("--out-json", required=True)
     s.add_argument("--out-weights", required=True)
@@ -157,7 +161,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
     )
     logging.captureWarnings(True)
     try:

@@ -21,6 +21,7 @@ from .data import input_shape
 from .models import model_points, point_widths
 from .train import steps_per_epoch, total_steps
 
+
 class ConfigError(ValueError):
     """A configuration value that is missing, of the wrong type, or out of range."""
 
@@ -59,6 +60,7 @@ def validate(config: dict, schema_path: Path | str, source: str = "config") -> d
                 raise ConfigError(
                     f"{source}: experiments.{name}.probe.overrides.{point}: not a probed point; expected one of {list(exp.points)}"
                 )
+
     def experiment_of(where: str, spec: dict) -> Experiment:
         if spec["experiment"] not in config["experiments"]:
             raise ConfigError(
@@ -72,7 +74,9 @@ def validate(config: dict, schema_path: Path | str, source: str = "config") -> d
         steps = exp.resolve_steps(spec["steps"], f"figures.{fig}.steps")
         missing = [s for s in steps if s not in exp.steps]
         if missing:
-            raise ConfigError(f"{source}: figures.{fig}.steps: steps {missing} are not checkpoints of {exp.name} ({exp.steps})")
+            raise ConfigError(
+                f"{source}: figures.{fig}.steps: steps {missing} are not checkpoints of {exp.name} ({exp.steps})"
+            )
         if len(spec["panels"]) != len(steps):
             raise ConfigError(f"{source}: figures.{fig}.panels: {len(spec['panels'])} titles for {len(steps)} steps")
     for anim, spec in config["animations"].items():
@@ -135,7 +139,9 @@ class Experiment:
         epochs = ck.get("epochs", [])
         beyond = [e for e in epochs if e > self.spec["train"]["epochs"]]
         if beyond:
-            raise ConfigError(f"{self._where('checkpoints.epochs')}: epochs {beyond} are beyond train.epochs = {self.spec['train']['epochs']}")
+            raise ConfigError(
+                f"{self._where('checkpoints.epochs')}: epochs {beyond} are beyond train.epochs = {self.spec['train']['epochs']}"
+            )
         steps.update(e * spe for e in epochs)
         if "every_epochs" in ck:
             steps.update(range(0, last + 1, ck["every_epochs"] * spe))

@@ -44,7 +44,12 @@ def extract(
     opts = {"compression": ex["compression"], "shuffle": ex["shuffle"]}
     if ex["compression"] == "gzip":
         opts["compression_opts"] = ex["compression_level"]
-    metrics = {"experiment": settings["experiment"], "repeat": settings["repeat"], "step": state["step"], "epoch": state["epoch"]}
+    metrics = {
+        "experiment": settings["experiment"],
+        "repeat": settings["repeat"],
+        "step": state["step"],
+        "epoch": state["epoch"],
+    }
     t0 = time.time()
     with atomic_output(out) as tmp, h5py.File(tmp, "w", rdcc_nbytes=16 << 20) as f:
         f.attrs.update(
@@ -78,7 +83,15 @@ def extract(
                         datasets[p][i : i + len(a)] = a
             loss, acc = total_loss / n, correct / n
             metrics[f"{split}_loss"], metrics[f"{split}_acc"] = loss, acc
-            log.info("%s: %d rows, %d points (%.1f s); model loss %.4f acc %.4f", split, n, len(points), time.time() - t0, loss, acc)
+            log.info(
+                "%s: %d rows, %d points (%.1f s); model loss %.4f acc %.4f",
+                split,
+                n,
+                len(points),
+                time.time() - t0,
+                loss,
+                acc,
+            )
         f.attrs["complete"] = True
     log.info("wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
     if metrics_out is not None:

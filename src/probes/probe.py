@@ -109,7 +109,7 @@ class LinearProbe:
         self.Cs, self.solver, self.tol, self.max_iter = Cs, solver, tol, max_iter
         self.standardize, self.patience, self.random_state = standardize, patience, random_state
 
-    def fit(self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, copy: bool = True) -> "LinearProbe":
+    def fit(self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, copy: bool = True) -> LinearProbe:
         """Fit one probe per C on ``(x, y)``; keep the one with the lowest validation error.
 
         With ``copy=False`` the float32 arrays ``x`` and ``x_val`` are standardised

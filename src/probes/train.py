@@ -65,7 +65,7 @@ def load_checkpoint(path: Path, settings: dict | None = None) -> dict:
     """Load a checkpoint, checking it matches ``settings`` (an experiment's train settings)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a damaged file
+    except Exception as exc:
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a probes checkpoint of format {CHECKPOINT_FORMAT}")
