@@ -41,7 +41,9 @@ def read_point(path: Path, split: str, point: str, expect: dict | None = None) -
     they must have. Reads straight into one preallocated array.
     """
     try:
-        f = h5py.File(path, "r")
+        # No HDF5 file lock: the file is immutable once renamed into place, so concurrent
+        # readers are safe without one, and some shared file systems reject the lock.
+        f = h5py.File(path, "r", locking=False)
     except OSError as exc:
         raise ActivationError(f"{path}: unreadable HDF5 file ({exc})") from exc
     with f:
