@@ -2,7 +2,7 @@ import shutil
 from pathlib import Path
 
 import probes
-from probes.provenance import STAGE_MODULES, source_digest, stage_digest
+from probes.provenance import STAGE_MODULES, normalised_source, source_digest, stage_digest
 
 PACKAGE = Path(probes.__file__).parent
 
@@ -24,3 +24,11 @@ def test_every_stage_names_existing_modules_and_the_probe_digest_covers_its_code
         assert all((PACKAGE / f"{m}.py").exists() for m in modules), stage
         assert len(stage_digest(stage)) == 16
     assert stage_digest("probe") != stage_digest("train")
+
+
+def test_normalised_source_is_blind_to_layout_only():
+    a = 'class M:\n    """A model."""\n    def f(self, x):  # comment\n        return x * 2\n'
+    b = "class M:\n\n    def f( self, x ):\n        return (x * 2)\n"
+    assert normalised_source(a) == normalised_source(b)
+    assert normalised_source(a) != normalised_source(b.replace("2", "3"))
+    assert normalised_source("    def g():\n        return 1\n") == normalised_source("def g():\n    return 1\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import textwrap
 from pathlib import Path
 
 STAGE_MODULES = {
@@ -36,12 +37,17 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+def normalised_source(source: str) -> str:
+    """``source`` parsed and dumped without docstrings: equal for code that differs only in
+    comments, docstrings or formatting."""
+    return ast.dump(_strip_docstrings(ast.parse(textwrap.dedent(source))))
+
+
 def source_digest(*modules: str, package: Path = Path(__file__).parent) -> str:
     """Digest of the named modules of ``package`` (without docstrings, comments or formatting)."""
     h = hashlib.sha256()
     for name in sorted(set(modules)):
-        tree = _strip_docstrings(ast.parse((package / f"{name}.py").read_text()))
-        h.update(f"{name}\n{ast.dump(tree)}\n".encode())
+        h.update(f"{name}\n{normalised_source((package / f'{name}.py').read_text())}\n".encode())
     return h.hexdigest()[:16]
 
 

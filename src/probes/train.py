@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from .atomic import atomic_output
 from .data import data_fingerprint, load_splits
 from .models import MODELS, build_model, fingerprint
+from .provenance import normalised_source
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
@@ -37,8 +38,9 @@ class CheckpointError(RuntimeError):
 
 
 def model_fingerprint(model_settings: dict) -> str:
-    """Identifies a model description and the source code of its class."""
-    source = inspect.getsource(MODELS[model_settings["name"]])
+    """Identifies a model description and the code of its class (comments, docstrings and
+    formatting aside, so reformatting the model file does not orphan checkpoints)."""
+    source = normalised_source(inspect.getsource(MODELS[model_settings["name"]]))
     return fingerprint({"settings": model_settings, "source": source})
 
 
