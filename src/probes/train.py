@@ -67,7 +67,7 @@ def load_checkpoint(path: Path, settings: dict | None = None) -> dict:
     """Load a checkpoint, checking it matches ``settings`` (an experiment's train settings)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
+    except Exception as exc:  # any unpickling failure means a damaged file
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a probes checkpoint of format {CHECKPOINT_FORMAT}")
