@@ -18,6 +18,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/benchmark.smk"
 
 
 rule all:

@@ -46,7 +46,7 @@ def test_default_config_is_valid_and_reproduces_the_paper(config):
         (lambda c: c["experiments"]["mnist_convnet"]["probe"].update(Cs=[]),
          r"experiments\.mnist_convnet\.probe\.Cs = \[\]: \[\] should be non-empty"),
         (lambda c: c["experiments"]["mnist_convnet"]["probe"].update(solver="newton"),
-         r"probe\.solver = 'newton': 'newton' is not one of \['lbfgs', 'sag', 'saga'\]"),
+         r"probe\.solver = 'newton': 'newton' is not one of \['lbfgs', 'sag', 'saga', 'preconditioned_lbfgs'\]"),
         (lambda c: c["experiments"]["mnist_convnet"]["probe"]["overrides"].update(logits={"tol": 0}),
          r"probe\.overrides\.logits\.tol = 0"),
         (lambda c: c["experiments"]["mnist_convnet"].update(points=["input", "conv3_preact"]),

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from probes.probe import LinearProbe, column_stats, fit_points
+from probes.probe import LinearProbe, fit_points
+from probes.solver import Rows, feature_stats
 
 
 def separable(n, d=20, k=3, seed=0):
@@ -45,7 +46,7 @@ def test_c_is_chosen_by_validation_error_over_the_grid():
     best = [r for r in path if r["val_error"] == min(errors)]
     assert probe.C_ == min(best, key=lambda r: (r["val_loss"], r["C"]))["C"]  # ties: lower val loss
     # each recorded validation error is that of an independent, cold, standardised scikit-learn fit
-    mean, scale = column_stats(xt)
+    mean, scale, _ = feature_stats(Rows(xt), False)
     for r in probe.path_:
         ref = LogisticRegression(C=r["C"], tol=1e-8, max_iter=5000).fit((xt - mean) / scale, yt)
         assert r["val_error"] == pytest.approx(1 - ref.score((xv - mean) / scale, yv), abs=2 / len(yv))
@@ -85,8 +86,8 @@ def test_tiny_activations_are_standardised_not_treated_as_constant():
     """A 128-layer net shrinks activations by ~1e-13; they stay informative and must be used."""
     x, y = separable(500)
     tiny = x * np.float32(1e-15)
-    _, scale = column_stats(tiny)
-    assert np.allclose(scale, column_stats(x)[1] * 1e-15, rtol=1e-3)
+    _, scale, _ = feature_stats(Rows(tiny), False)
+    assert np.allclose(scale, feature_stats(Rows(x), False)[1] * 1e-15, rtol=1e-3)
     probe = LinearProbe(Cs=[1.0]).fit(tiny[:400], y[:400], tiny[400:], y[400:])
     assert probe.val_error_ == LinearProbe(Cs=[1.0]).fit(x[:400], y[:400], x[400:], y[400:]).val_error_ < 0.1
 

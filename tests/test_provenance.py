@@ -15,7 +15,7 @@ def test_digest_ignores_comments_docstrings_and_formatting_but_not_code(tmp_path
     cosmetic = cosmetic.replace("import time\n", "import time  # a new comment\n\n", 1)
     (tmp_path / "probe.py").write_text(cosmetic)
     assert source_digest("probe", package=tmp_path) == before
-    (tmp_path / "probe.py").write_text(src.replace("BLOCK_BYTES = 32 << 20", "BLOCK_BYTES = 16 << 20", 1))
+    (tmp_path / "probe.py").write_text(src.replace("curvature_rows: int = 4000", "curvature_rows: int = 3000", 1))
     assert source_digest("probe", package=tmp_path) != before
 
 

@@ -89,12 +89,12 @@ def test_a_plot_setting_redraws_figures_only(tiny_run, tmp_path):
 
 
 def test_changed_probe_code_reruns_every_probe_and_nothing_upstream(tiny_run, tmp_path):
-    """The probe rule's params carry a digest of src/probes/probe.py (comments and docstrings aside)."""
+    """The probe rule's params carry a digest of the probe code, solver.py included (comments and docstrings aside)."""
     work, config = tiny_run
     src = tmp_path / "src"
     shutil.copytree(REPO / "src", src)
-    code = (src / "probes/probe.py").read_text()
-    (src / "probes/probe.py").write_text(code.replace("BLOCK_BYTES = 32 << 20", "BLOCK_BYTES = 16 << 20", 1))
+    code = (src / "probes/solver.py").read_text()
+    (src / "probes/solver.py").write_text(code.replace("BLOCK_BYTES = 4 << 20", "BLOCK_BYTES = 8 << 20", 1))
     jobs = scheduled(work, config, tmp_path, env={**os.environ, "PYTHONPATH": str(src)})
     every_probe = set()
     for name in config["experiments"]:

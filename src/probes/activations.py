@@ -9,6 +9,8 @@ and carries ``complete=True`` among its attributes; readers refuse anything else
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -34,11 +36,14 @@ def write_json(obj: dict, path: Path) -> None:
         tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
-def read_point(path: Path, split: str, point: str, expect: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Activations ``(n, width)`` float32 and labels ``(n,)`` of one split and point.
+@contextmanager
+def open_point(
+    path: Path, split: str, point: str, expect: dict | None = None
+) -> Iterator[tuple[h5py.Dataset, np.ndarray]]:
+    """The checked HDF5 dataset ``(n, width)`` and labels ``(n,)`` of one split and point, file kept open.
 
     ``expect`` maps file attributes (e.g. ``model_fingerprint``) to the values
-    they must have. Reads straight into one preallocated array.
+    they must have.
     """
     try:
         # No HDF5 file lock: the file is immutable once renamed into place, so concurrent
@@ -60,9 +65,16 @@ def read_point(path: Path, split: str, point: str, expect: dict | None = None) -
         ds, labels = f[name], f[f"{split}/labels"][:]
         if ds.shape[0] != len(labels):
             raise ActivationError(f"{path}: {name} has {ds.shape[0]} rows but {len(labels)} labels")
-        x = np.empty(ds.shape, dtype=np.float32)
         try:
-            ds.read_direct(x)
+            yield ds, labels
         except OSError as exc:
             raise ActivationError(f"{path}: {name} is damaged ({exc})") from exc
+
+
+def read_point(path: Path, split: str, point: str, expect: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Activations ``(n, width)`` float32 and labels ``(n,)`` of one split and point, read into memory
+    (straight into one preallocated array)."""
+    with open_point(path, split, point, expect) as (ds, labels):
+        x = np.empty(ds.shape, dtype=np.float32)
+        ds.read_direct(x)
     return x, labels

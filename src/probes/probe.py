@@ -2,14 +2,20 @@
 
 ``LinearProbe`` follows scikit-learn's fit / predict / score conventions, with
 one difference: ``fit`` also takes the validation split, on which it picks the
-inverse regularisation ``C`` from a grid. The walk starts cold at the grid's
-middle C (its lower middle for an even grid), goes up towards weaker
-regularisation, then down from the middle towards stronger, each fit
-warm-started from the previous solution; each direction stops once validation
-error has not improved for ``patience`` grid points. (Cold fits at strong
-regularisation are the slowest on wide layers, and rarely the best.)
-Features are standardised with training-split statistics; the stored
-``coef_`` / ``intercept_`` act on raw (unstandardised) features.
+inverse regularisation ``C`` from a grid. The walk starts at the grid's middle
+C (its lower middle for an even grid), goes up towards weaker regularisation,
+then down from the middle towards stronger, each fit warm-started from the
+previous solution; each direction stops once validation error has not
+improved for ``patience`` grid points.
+
+Two solvers minimise the same objective (scikit-learn's, on standardised
+features): scikit-learn's own (``lbfgs``, ``sag``, ``saga``), and
+``preconditioned_lbfgs`` (``solver.py``): L-BFGS in coordinates whitened by the
+feature covariance, reading rows from memory or streaming them from HDF5. The
+latter may also walk the grid on a random subsample of ``select_rows``
+training rows (at the full data's per-row regularisation) and then refit the
+chosen C once on every row, warm-started. The stored ``coef_`` /
+``intercept_`` act on raw (unstandardised) features.
 """
 
 from __future__ import annotations
@@ -17,62 +23,35 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from .activations import read_point, write_json
+from .activations import open_point, write_json
 from .atomic import atomic_output
+from .solver import Preconditioner, Rows, feature_stats, fit_logistic, loss_hessian
 
 log = logging.getLogger(__name__)
-BLOCK_BYTES = 32 << 20  # float64 bytes per block when streaming over a large matrix
+SKLEARN_SOLVERS = ("lbfgs", "sag", "saga")
+SOLVERS = (*SKLEARN_SOLVERS, "preconditioned_lbfgs")
+ROUGH_TOL = 1e-3  # gradient tolerance of a cold fit's first, curvature-measuring stage
 
 
-def blocks(x: np.ndarray) -> list[slice]:
-    """Row slices of ``x`` whose float64 copies hold about ``BLOCK_BYTES``."""
-    rows = max(1, BLOCK_BYTES // (8 * max(1, x.shape[1])))
-    return [slice(i, i + rows) for i in range(0, len(x), rows)]
+def as_rows(x) -> Rows:
+    return x if isinstance(x, Rows) else Rows(x)
 
 
-def standardise_(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """``x = (x - mean) / scale`` in place, block by block; returns ``x``."""
-    for b in blocks(x):
-        x[b] -= mean
-        x[b] /= scale
-    return x
-
-
-def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column mean and standard deviation (float64 accumulation, float32 result).
-
-    A column counts as constant (scale 1, so it stays zero after centring) when
-    its spread is within float32 rounding of its mean; the test is relative to
-    each column, so the tiny but informative activations of a very deep
-    network (norms of 1e-13 and less) are still standardised to unit spread.
-    """
-    total = np.zeros(x.shape[1])
-    for b in blocks(x):
-        total += x[b].sum(axis=0, dtype=np.float64)
-    mean = total / len(x)
-    sq = np.zeros(x.shape[1])
-    for b in blocks(x):
-        d = x[b].astype(np.float64) - mean
-        sq += np.einsum("ij,ij->j", d, d)
-    std = np.sqrt(sq / len(x))
-    constant = std <= np.maximum(1e-6 * np.abs(mean), np.finfo(np.float32).tiny)
-    scale = np.where(constant, 1.0, std)
-    return mean.astype(np.float32), scale.astype(np.float32)
-
-
-def mean_row_norm(x: np.ndarray) -> float:
+def mean_row_norm(x) -> float:
     """Mean Euclidean norm of the rows of ``x`` (block by block, float64 accumulation)."""
+    rows = as_rows(x)
     total = 0.0
-    for b in blocks(x):
-        block = x[b].astype(np.float64)
-        total += float(np.sqrt(np.einsum("ij,ij->i", block, block)).sum())
-    return total / len(x)
+    for _, block in rows:
+        b64 = block.astype(np.float64)
+        total += float(np.sqrt(np.einsum("ij,ij->i", b64, b64)).sum())
+    return total / rows.n
 
 
 def scores(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
@@ -87,13 +66,44 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
+def metrics(coef, intercept, classes, x, y) -> tuple[float, float]:
+    """Error rate and mean cross-entropy of a raw-feature linear model on ``(x, y)``, block by block."""
+    wrong, nll = 0, 0.0
+    pos = np.searchsorted(classes, y)
+    known = (pos < len(classes)) & (classes[np.minimum(pos, len(classes) - 1)] == y)
+    coef = coef.astype(np.float32)
+    rows = as_rows(x)
+    for sl, block in rows:
+        lp = log_softmax(scores(block, coef, intercept).astype(np.float64))
+        p, k = pos[sl], known[sl]
+        wrong += int(np.sum((lp.argmax(1) != p) | ~k))
+        nll -= float(lp[np.arange(len(p))[k], p[k]].sum())
+    # a label the probe never saw in training has zero probability under it
+    return wrong / rows.n, (nll / rows.n if known.all() else float("inf"))
+
+
+def unstandardise(coef: np.ndarray, intercept: np.ndarray, mean, scale) -> tuple[np.ndarray, np.ndarray]:
+    """Raw-feature weights of a standardised model: w.(x - m)/s + b = (w/s).x + (b - (w/s).m)."""
+    raw = coef / scale
+    return raw.astype(np.float32), (intercept - raw @ mean).astype(np.float32)
+
+
+# A fitter fits at C from a warm start (or None) and returns (solution, n_iter, converged, rows used),
+# the solution being raw-feature (coef, intercept) plus whatever it needs to warm-start the next fit.
+Fitter = Callable[[float, object], tuple[dict, int, bool, int]]
+
+
 class LinearProbe:
-    """A multinomial logistic-regression probe (scikit-learn's convex ``LogisticRegression``).
+    """A multinomial logistic-regression probe (the convex objective of scikit-learn's ``LogisticRegression``).
 
     Parameters: ``Cs`` the grid of inverse regularisation strengths; ``solver``
-    one of ``lbfgs``, ``sag``, ``saga``; ``tol`` and ``max_iter`` per fit;
-    ``standardize``; ``patience`` (grid points without validation improvement
-    before the walk stops; ``None`` walks the whole grid); ``random_state``.
+    one of ``lbfgs``, ``sag``, ``saga`` (scikit-learn) or ``preconditioned_lbfgs``;
+    ``tol`` and ``max_iter`` per fit; ``standardize``; ``patience`` (grid points
+    without validation improvement before the walk stops; ``None`` walks the
+    whole grid); ``random_state``; for ``preconditioned_lbfgs`` only,
+    ``select_rows`` (walk the grid on this many training rows, then refit the
+    chosen C on all; 0 for all rows throughout) and ``whiten_max_width``
+    (plain standardisation above this width).
     """
 
     def __init__(
@@ -105,100 +115,159 @@ class LinearProbe:
         standardize: bool = True,
         patience: int | None = 1,
         random_state: int = 0,
+        select_rows: int = 0,
+        whiten_max_width: int = 4096,
+        curvature_max_params: int = 3000,
+        curvature_rows: int = 4000,
     ) -> None:
+        if solver not in SOLVERS:
+            raise ValueError(f"solver: {solver!r}; expected one of {list(SOLVERS)}")
         self.Cs, self.solver, self.tol, self.max_iter = Cs, solver, tol, max_iter
         self.standardize, self.patience, self.random_state = standardize, patience, random_state
+        self.select_rows, self.whiten_max_width = select_rows, whiten_max_width
+        self.curvature_max_params, self.curvature_rows = curvature_max_params, curvature_rows
 
-    def fit(self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, copy: bool = True) -> LinearProbe:
+    def fit(self, x, y: np.ndarray, x_val, y_val: np.ndarray, copy: bool = True) -> LinearProbe:
         """Fit one probe per C on ``(x, y)``; keep the one with the lowest validation error.
 
-        With ``copy=False`` the float32 arrays ``x`` and ``x_val`` are standardised
-        in place (no second copy of a wide activation matrix is made).
-        Sets ``C_``, ``coef_``, ``intercept_``, ``classes_``, ``n_iter_``,
-        ``converged_``, ``path_`` (one record per C tried), ``train_error_``,
+        ``x`` and ``x_val`` are float32 arrays or, for ``preconditioned_lbfgs``, also
+        ``Rows`` over HDF5 datasets (fitted out of core). With ``copy=False`` a
+        scikit-learn solver standardises the arrays in place (no second copy of a
+        wide matrix). Sets ``C_``, ``coef_``, ``intercept_``, ``classes_``,
+        ``n_iter_``, ``converged_``, ``path_`` (one record per fit), ``train_error_``,
         ``train_loss_``, ``val_error_``, ``val_loss_`` and ``fit_seconds_``.
         """
         if not len(self.Cs):
             raise ValueError("Cs: empty grid; expected at least one C > 0")
         t0 = time.time()
-        x = np.array(x, dtype=np.float32, copy=copy)
-        x_val = np.array(x_val, dtype=np.float32, copy=copy)
-        if self.standardize:
-            mean, scale = column_stats(x)
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        rows = as_rows(x)
+        if self.solver in SKLEARN_SOLVERS:
+            if not rows.in_memory:
+                raise ValueError(f"solver {self.solver!r} needs the training matrix in memory")
+            x = np.array(x, dtype=np.float32, copy=copy)
+            mean, scale, _ = self._stats(Rows(x), False)
+            fitter = self._sklearn_fitter(x, y, mean, scale)  # standardises x in place
+            best = self._walk(fitter, x_val, y_val)
+            train = metrics(*best["solution"]["std"], self.classes_, x, y)
         else:
-            mean, scale = np.zeros(x.shape[1], np.float32), np.ones(x.shape[1], np.float32)
-        standardise_(x, mean, scale)
-        standardise_(x_val, mean, scale)
-        clf = LogisticRegression(
-            solver=self.solver, tol=self.tol, max_iter=self.max_iter, warm_start=True, random_state=self.random_state
-        )
+            mean, scale, cov = self._stats(rows, rows.d <= self.whiten_max_width)
+            base = Preconditioner(cov=cov)
+            self._n_train = rows.n
+            rng = np.random.default_rng(self.random_state)
+            sub_rows, sub_y = rows, y_index
+            if 0 < self.select_rows < rows.n:  # walk the grid on a random subsample
+                pick = np.sort(rng.choice(rows.n, self.select_rows, replace=False))
+                sub_rows, sub_y = Rows(rows.take(pick)), y_index[pick]
+            m = min(self.curvature_rows, sub_rows.n)
+            self._hessian_x = sub_rows.take(np.sort(rng.choice(sub_rows.n, m, replace=False)))
+            best = self._walk(self._preconditioned_fitter(sub_rows, sub_y, mean, scale, base), x_val, y_val)
+            if sub_rows is not rows:  # refit the chosen C on every row, from the subsample's optimum
+                fitter = self._preconditioned_fitter(rows, y_index, mean, scale, base)
+                best = self._fit_and_record(fitter, best["C"], best["solution"], x_val, y_val)
+            del self._hessian_x
+            train = metrics(best["solution"]["coef"], best["solution"]["intercept"], self.classes_, rows, y)
+        self.C_, self.n_iter_, self.converged_ = best["C"], best["n_iter"], best["converged"]
+        self.val_error_, self.val_loss_ = best["val_error"], best["val_loss"]
+        self.coef_, self.intercept_ = best["solution"]["coef"], best["solution"]["intercept"]
+        self.train_error_, self.train_loss_ = train
+        self.fit_seconds_ = time.time() - t0
+        return self
+
+    def _stats(self, rows: Rows, covariance: bool):
+        """Standardisation (mean, scale) and the preconditioner's covariance (if asked)."""
+        mean, scale, cov = feature_stats(rows, covariance)
+        if self.standardize:
+            return mean, scale, cov
+        if cov is not None:  # covariance of the raw columns
+            cov = cov * np.outer(scale, scale)
+        return np.zeros_like(mean), np.ones_like(scale), cov
+
+    def _walk(self, fitter: Fitter, x_val, y_val) -> dict:
+        """Walk the C grid (middle -> weakest, then middle -> strongest); return the best record."""
         self.path_: list[dict] = []
         grid = sorted(self.Cs)
         middle = (len(grid) - 1) // 2
-        best = None  # (key, record, coef, intercept); key orders by val error, val loss, then smaller C
-        middle_solution = None
-        for down, walk in enumerate((grid[middle:], grid[:middle][::-1])):  # middle -> weakest, middle -> strongest
-            if down:  # warm-start the walk down from the middle C's solution
-                clf.coef_, clf.intercept_ = middle_solution
+        best = None  # ordered by val error, val loss, then smaller C
+        middle_record = None
+        for down, walk in enumerate((grid[middle:], grid[:middle][::-1])):
+            start = middle_record["solution"] if down else None  # walk down from the middle C's solution
             since_best = 0
             for C in walk:
-                record = self._fit_one(clf, C, x, y, x_val, y_val)
+                record = self._fit_and_record(fitter, C, start, x_val, y_val)
+                start = record["solution"]
+                middle_record = middle_record or record
                 key = (record["val_error"], record["val_loss"], record["C"])
-                if C == grid[middle]:
-                    middle_solution = (clf.coef_.copy(), clf.intercept_.copy())
-                if best is None or key < best[0]:
-                    best, since_best = (key, record, clf.coef_.copy(), clf.intercept_.copy()), 0
+                if best is None or key < (best["val_error"], best["val_loss"], best["C"]):
+                    best, since_best = record, 0
                 else:
                     since_best += 1
                     if self.patience is not None and since_best >= self.patience:
                         break
-        _, record, coef, intercept = best
-        self.C_, self.n_iter_, self.converged_ = record["C"], record["n_iter"], record["converged"]
-        self.classes_ = clf.classes_
-        self.val_error_, self.val_loss_ = record["val_error"], record["val_loss"]
-        self.train_error_, self.train_loss_ = self._metrics(coef, intercept, self.classes_, x, y)
-        # fold the standardisation into the weights: w.(x - m)/s + b = (w/s).x + (b - (w/s).m)
-        self.coef_ = (coef / scale).astype(np.float32)
-        self.intercept_ = (intercept - self.coef_.astype(np.float64) @ mean).astype(np.float32)
-        self.fit_seconds_ = time.time() - t0
-        return self
+        return best
 
-    def _fit_one(self, clf: LogisticRegression, C: float, x, y, x_val, y_val) -> dict:
-        """Fit ``clf`` at ``C`` (warm-started from its current solution); record the fit in ``path_``."""
+    def _fit_and_record(self, fitter: Fitter, C: float, start, x_val, y_val) -> dict:
+        """Fit at ``C`` from ``start``; append the fit's record (without its solution) to ``path_``."""
         t0 = time.time()
-        clf.set_params(C=C)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            clf.fit(x, y)
-        n_iter = int(np.max(clf.n_iter_))
-        converged = n_iter < self.max_iter and not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-        val_error, val_loss = self._metrics(clf.coef_, clf.intercept_, clf.classes_, x_val, y_val)
+        solution, n_iter, converged, n_rows = fitter(C, start)
+        val_error, val_loss = metrics(solution["coef"], solution["intercept"], self.classes_, x_val, y_val)
         record = {
-            "C": float(C), "n_iter": n_iter, "converged": converged,
+            "C": float(C), "rows": n_rows, "n_iter": n_iter, "converged": converged,
             "val_error": val_error, "val_loss": val_loss, "seconds": time.time() - t0,
         }  # fmt: skip
         self.path_.append(record)
-        log.info("C=%g: %d iterations%s, val error %.4f, val loss %.4f (%.1f s)",
-                 C, n_iter, "" if converged else " (NOT CONVERGED)", val_error, val_loss, record["seconds"])  # fmt: skip
-        return record
+        log.info("C=%g on %d rows: %d iterations%s, val error %.4f, val loss %.4f (%.1f s)",
+                 C, n_rows, n_iter, "" if converged else " (NOT CONVERGED)", val_error, val_loss,
+                 record["seconds"])  # fmt: skip
+        return {**record, "solution": solution}
 
-    @staticmethod
-    def _metrics(coef, intercept, classes, x, y) -> tuple[float, float]:
-        """Error rate and mean cross-entropy of a linear model, block by block."""
-        wrong, nll = 0, 0.0
-        pos = np.searchsorted(classes, y)
-        known = (pos < len(classes)) & (classes[np.minimum(pos, len(classes) - 1)] == y)
-        coef = coef.astype(np.float32)
-        for b in blocks(x):
-            lp = log_softmax(scores(x[b], coef, intercept).astype(np.float64))
-            p, k = pos[b], known[b]
-            wrong += int(np.sum((lp.argmax(1) != p) | ~k))
-            nll -= float(lp[np.arange(len(p))[k], p[k]].sum())
-        # a label the probe never saw in training has zero probability under it
-        return wrong / len(x), (nll / len(x) if known.all() else float("inf"))
+    def _sklearn_fitter(self, x: np.ndarray, y: np.ndarray, mean, scale) -> Fitter:
+        """scikit-learn's ``LogisticRegression`` on ``x`` standardised in place."""
+        for _, block in Rows(x):  # Rows yields views of an in-memory float32 array
+            block -= mean.astype(np.float32)
+            block /= scale.astype(np.float32)
+        clf = LogisticRegression(solver=self.solver, tol=self.tol, max_iter=self.max_iter,
+                                 warm_start=True, random_state=self.random_state)  # fmt: skip
+
+        def fit(C: float, start) -> tuple[dict, int, bool, int]:
+            if start is not None:
+                clf.coef_, clf.intercept_ = start["std"]
+            clf.set_params(C=C)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                clf.fit(x, y)
+            n_iter = int(np.max(clf.n_iter_))
+            converged = n_iter < self.max_iter and not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+            coef, intercept = unstandardise(clf.coef_, clf.intercept_, mean, scale)
+            solution = {"coef": coef, "intercept": intercept, "std": (clf.coef_.copy(), clf.intercept_.copy())}
+            return solution, n_iter, converged, len(x)
+
+        return fit
+
+    def _preconditioned_fitter(self, rows: Rows, y_index, mean, scale, base: Preconditioner) -> Fitter:
+        """``solver.fit_logistic`` on ``rows`` at the full training set's per-row regularisation.
+        A cold fit uses ``base``; a warm one, where the parameters are few enough, the loss
+        Hessian at its start, measured on the rows of ``_hessian_x``."""
+        k = 1 if len(self.classes_) == 2 else len(self.classes_)
+        curvature = (rows.d + 1) * k <= self.curvature_max_params
+
+        def solve(C: float, precond: Preconditioner, init, tol: float) -> tuple:
+            return fit_logistic(rows, y_index, len(self.classes_), 1.0 / (C * self._n_train), mean, scale,
+                                precond, init=init, tol=tol, max_iter=self.max_iter)  # fmt: skip
+
+        def fit(C: float, start) -> tuple[dict, int, bool, int]:
+            init, n_first = None if start is None else start["std"], 0
+            if curvature and init is None:  # a cold fit: a rough optimum first, to measure the curvature at
+                *init, n_first, _, _ = solve(C, base, None, max(self.tol, ROUGH_TOL))
+            precond = Preconditioner(hessian=loss_hessian(self._hessian_x, *init, mean, scale)) if curvature else base
+            w, b, n_iter, converged, _ = solve(C, precond, init, self.tol)
+            coef, intercept = unstandardise(w.T, b, mean, scale)
+            return {"coef": coef, "intercept": intercept, "std": (w, b)}, n_first + n_iter, converged, rows.n
+
+        return fit
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
-        return np.vstack([scores(x[b], self.coef_, self.intercept_) for b in blocks(x)])
+        return np.vstack([scores(block, self.coef_, self.intercept_) for _, block in as_rows(x)])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.classes_[self.decision_function(x).argmax(1)]
@@ -207,9 +276,9 @@ class LinearProbe:
         """Accuracy on ``(x, y)``, as scikit-learn's classifiers define ``score``."""
         return float(np.mean(self.predict(x) == y))
 
-    def error_and_loss(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    def error_and_loss(self, x, y: np.ndarray) -> tuple[float, float]:
         """Error rate and mean cross-entropy on raw (unstandardised) ``(x, y)``."""
-        return self._metrics(self.coef_, self.intercept_, self.classes_, x, y)
+        return metrics(self.coef_, self.intercept_, self.classes_, x, y)
 
 
 def fit_point(settings: dict, activations: Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -219,18 +288,27 @@ def fit_point(settings: dict, activations: Path) -> tuple[dict, dict[str, np.nda
     ``probe`` (the ``LinearProbe`` parameters). The weights are the probe's
     raw-feature ``coef``, ``intercept``, ``classes`` and chosen ``C``.
     """
-    point = settings["point"]
+    point, params = settings["point"], dict(settings["probe"])
+    budget_mb = params.pop("memory_budget_mb", 0)
     expect = {"experiment": settings["experiment"], "step": settings["step"]}
     t0 = time.time()
-    x, y = read_point(activations, "train", point, expect)
-    x_val, y_val = read_point(activations, "val", point, expect)
-    log.info("%s step %d %s: train %s, val %s (read in %.1f s)",
-             settings["experiment"], settings["step"], point, x.shape, x_val.shape, time.time() - t0)  # fmt: skip
-    activation_norm = mean_row_norm(x)  # before fit standardises x in place
-    probe = LinearProbe(**settings["probe"]).fit(x, y, x_val, y_val, copy=False)
-    del x, x_val
-    x_test, y_test = read_point(activations, "test", point, expect)
-    test_error, test_loss = probe.error_and_loss(x_test, y_test)
+    with open_point(activations, "train", point, expect) as (train, y), \
+         open_point(activations, "val", point, expect) as (val, y_val):  # fmt: skip
+        out_of_core = params["solver"] not in SKLEARN_SOLVERS and 0 < budget_mb < train.nbytes / 2**20
+        if out_of_core:  # stream both splits from HDF5 block by block
+            x, x_val = Rows(train), Rows(val)
+        else:
+            x, x_val = np.empty(train.shape, np.float32), np.empty(val.shape, np.float32)
+            train.read_direct(x)
+            val.read_direct(x_val)
+        log.info("%s step %d %s: train %s, val %s, %s (%.1f s)", settings["experiment"], settings["step"], point,
+                 train.shape, val.shape, "streamed from HDF5 (over memory_budget_mb)" if out_of_core else
+                 "read into memory", time.time() - t0)  # fmt: skip
+        activation_norm = mean_row_norm(x)  # before a scikit-learn fit standardises x in place
+        probe = LinearProbe(**params).fit(x, y, x_val, y_val, copy=False)
+        del x, x_val
+    with open_point(activations, "test", point, expect) as (test, y_test):
+        test_error, test_loss = probe.error_and_loss(Rows(test), y_test)
     result = {
         **{k: settings[k] for k in ("experiment", "repeat", "step", "point", "layer_index")},
         "width": int(probe.coef_.shape[1]), "activation_norm": activation_norm,
@@ -238,7 +316,7 @@ def fit_point(settings: dict, activations: Path) -> tuple[dict, dict[str, np.nda
         "train_error": probe.train_error_, "val_error": probe.val_error_, "test_error": test_error,
         "train_loss": probe.train_loss_, "val_loss": probe.val_loss_, "test_loss": test_loss,
         "n_iter": probe.n_iter_, "converged": probe.converged_, "fit_seconds": probe.fit_seconds_,
-        "path": probe.path_, "warnings": [],
+        "out_of_core": out_of_core, "path": probe.path_, "warnings": [],
     }  # fmt: skip
     if not probe.converged_:
         msg = (f"probe did not converge at the chosen C={probe.C_:g} within max_iter="

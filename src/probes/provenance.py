@@ -17,7 +17,7 @@ from pathlib import Path
 STAGE_MODULES = {
     "train": ("train", "models", "data", "mnist"),
     "extract": ("extract", "activations", "train", "models", "data", "mnist"),
-    "probe": ("probe", "activations"),
+    "probe": ("probe", "solver", "activations"),
     "aggregate": ("aggregate",),
     "plot": ("plots", "aggregate"),
 }

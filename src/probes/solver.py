@@ -1,0 +1,223 @@
+"""An exact solver for scikit-learn's L2-regularised logistic regression, preconditioned and streamable.
+
+It minimises the objective of ``LogisticRegression(C=C)`` (multinomial for
+three or more classes, binomial for two) on standardised features,
+
+    f(W, b) = mean_i cross_entropy(x_i W + b, y_i) + ||W||^2 / (2 C n),
+
+with scipy's L-BFGS, in coordinates ``W = P V`` where ``P = (S + lambda I)^(-1/2)``
+and ``S`` is the covariance of the standardised training features. The
+objective and its optimum are unchanged; only the solver's path is: in these
+coordinates the problem is well conditioned, so L-BFGS needs tens of
+iterations where it needs thousands on the correlated activations of a deep
+network. Above ``whiten_max_width`` features the ``d x d`` covariance is too
+costly and ``P`` is the identity (plain standardisation).
+
+Rows are read through ``Rows``, block by block, from an in-memory array or an
+HDF5 dataset, so a training matrix larger than memory is fitted out of core
+with the same arithmetic. Standardisation is folded into the weights
+(``x W' + b'`` on raw rows), so no standardised copy of the data is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+from scipy.linalg import cholesky, solve_triangular
+from scipy.optimize import minimize
+
+BLOCK_BYTES = 4 << 20  # float32 bytes per block of rows: 4 MiB measured 1.6x faster than 32 on 3,136 columns
+
+
+class Rows:
+    """Row blocks of a float32 ``(n, d)`` matrix in memory or in an HDF5 dataset (read per block)."""
+
+    def __init__(self, data, block_bytes: int = BLOCK_BYTES) -> None:
+        self.data = data
+        self.n, self.d = data.shape
+        self.step = max(1, block_bytes // (4 * max(1, self.d)))
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.data, np.ndarray)
+
+    def __iter__(self) -> Iterator[tuple[slice, np.ndarray]]:
+        for i in range(0, self.n, self.step):
+            rows = slice(i, min(i + self.step, self.n))
+            block = self.data[rows]
+            yield rows, np.asarray(block, dtype=np.float32)
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """The rows ``index`` (sorted) as one in-memory float32 array."""
+        if self.in_memory:
+            return np.asarray(self.data[index], dtype=np.float32)
+        out = np.empty((len(index), self.d), np.float32)
+        for rows, block in self:
+            sel = (index >= rows.start) & (index < rows.stop)
+            out[sel] = block[index[sel] - rows.start]
+        return out
+
+
+def feature_stats(rows: Rows, covariance: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Column mean and scale of ``rows`` and, if asked, the covariance of the standardised columns.
+
+    Two passes, float64 accumulation. A column counts as constant (scale 1, so it
+    stays zero after centring) when its spread is within float32 rounding of its
+    mean; the test is relative to each column, so the tiny but informative
+    activations of a very deep network (norms of 1e-13 and less) still count.
+    """
+    total = np.zeros(rows.d)
+    for _, block in rows:
+        total += block.sum(axis=0, dtype=np.float64)
+    mean = total / rows.n
+    sq = np.zeros(rows.d)
+    gram = np.zeros((rows.d, rows.d)) if covariance else None
+    for _, block in rows:
+        centred = block.astype(np.float64) - mean
+        sq += np.einsum("ij,ij->j", centred, centred)
+        if covariance:
+            c32 = centred.astype(np.float32)
+            gram += c32.T @ c32
+    std = np.sqrt(sq / rows.n)
+    constant = std <= np.maximum(1e-6 * np.abs(mean), np.finfo(np.float32).tiny)
+    scale = np.where(constant, 1.0, std)
+    cov = None if gram is None else gram / rows.n / np.outer(scale, scale)
+    return mean, scale, cov
+
+
+class Preconditioner:
+    """An invertible ``P``; L-BFGS runs on ``u`` with parameters ``theta = P u``.
+
+    ``theta`` is ``vstack([W, b]).ravel()`` (``W`` standardised, ``(d, k)``).
+    ``at(lam, d, k)`` returns the maps ``u -> P u``, ``grad_theta -> P^T grad_theta``
+    (the gradient in ``u``) and ``theta -> P^-1 theta`` at regularisation ``lam``.
+    ``P P^T`` approximates the inverse Hessian of the objective: the whitening
+    ``(S + lam I)^-1`` of the feature covariance ``S`` on each column of ``W``
+    (``cov``), or the loss Hessian measured at a nearby point plus the penalty
+    (``hessian``). With neither it is the identity.
+    """
+
+    def __init__(self, cov: np.ndarray | None = None, hessian: np.ndarray | None = None) -> None:
+        self.kind = "curvature" if hessian is not None else "whitening" if cov is not None else "identity"
+        self.hessian = hessian
+        self.eig = None if cov is None else np.linalg.eigh(cov)
+
+    def at(self, lam: float, d: int, k: int) -> tuple[Callable, Callable, Callable]:
+        if self.kind == "identity":
+            return (lambda u: u), (lambda g: g), (lambda t: t)
+        if self.kind == "whitening":  # P = (S + lam I)^(-1/2) on each column of W, identity on b
+            values, vectors = self.eig
+            root = np.sqrt(np.maximum(values, 0.0) + lam)
+            p, p_inv = (vectors / root) @ vectors.T, (vectors * root) @ vectors.T
+
+            def on_w(m: np.ndarray) -> Callable:
+                return lambda t: np.concatenate([(m @ t[: d * k].reshape(d, k)).ravel(), t[d * k :]])
+
+            return on_w(p), on_w(p), on_w(p_inv)
+        # P = L^-T with L L^T = H + lam I_W + eps: the loss Hessian at a nearby point, plus the penalty's
+        h = self.hessian.copy()
+        h[np.arange(d * k), np.arange(d * k)] += lam  # the penalty
+        h[np.diag_indices(len(h))] += lam  # damping: the intercepts' null direction stays invertible
+        try:
+            chol = cholesky(h, lower=True)
+        except np.linalg.LinAlgError:  # rounding made it indefinite: no preconditioning
+            return Preconditioner().at(lam, d, k)
+        inv = solve_triangular(chol, np.eye(len(h)), lower=True)  # L^-1, once: matrix-vector products after
+        return (lambda u: inv.T @ u), (lambda g: inv @ g), (lambda t: chol.T @ t)
+
+
+def loss_hessian(x: np.ndarray, w: np.ndarray, b: np.ndarray, mean, scale) -> np.ndarray:
+    """Hessian of the mean cross-entropy in ``theta = vstack([W, b]).ravel()`` on raw rows ``x``.
+
+    Entry ``((j, c), (l, e))`` is ``mean_i xt_ij xt_il (p_ic [c == e] - p_ic p_ie)`` over the
+    free classes ``c, e`` (all classes, or class 1 alone for a binary problem), with
+    ``xt = [standardised x, 1]``. One ``(d+1)k``-square matrix.
+    """
+    m, d = x.shape
+    k = w.shape[1]
+    xt = np.hstack([(x - mean) / scale, np.ones((m, 1))])
+    z = xt[:, :d] @ w + b
+    if k == 1:
+        z = np.hstack([np.zeros((m, 1)), z])
+    z -= z.max(axis=1, keepdims=True)
+    prob = np.exp(z)
+    prob /= prob.sum(axis=1, keepdims=True)
+    free = prob[:, 1:] if k == 1 else prob
+    cross = (xt[:, :, None] * free[:, None, :]).reshape(m, -1)
+    h = -(cross.T @ cross).reshape(d + 1, k, d + 1, k)
+    for c in range(k):
+        h[:, c, :, c] += xt.T @ (xt * free[:, c : c + 1])
+    return h.reshape((d + 1) * k, (d + 1) * k) / m
+
+
+def _loss_grad(rows: Rows, y: np.ndarray, w: np.ndarray, b: np.ndarray, mean, scale, binary: bool):
+    """Mean cross-entropy and its gradient in (standardised ``w``, ``b``), from raw rows."""
+    w_raw = (w / scale[:, None]).astype(np.float32)
+    b_raw = (b - mean @ (w / scale[:, None])).astype(np.float32)
+    grad_raw = np.zeros(w.shape)
+    residual_sum = np.zeros(w.shape[1])
+    loss = 0.0
+    for sl, block in rows:
+        z = block @ w_raw + b_raw
+        if binary:
+            z = np.hstack([np.zeros((len(z), 1), np.float32), z])
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        s = e.sum(axis=1)
+        yb = y[sl]
+        idx = np.arange(len(yb))
+        loss += float(np.log(s, dtype=np.float64).sum() - z[idx, yb].sum(dtype=np.float64))
+        e /= s[:, None]
+        e[idx, yb] -= 1.0
+        r = e[:, 1:] if binary else e
+        grad_raw += block.T @ r
+        residual_sum += r.sum(axis=0, dtype=np.float64)
+    n = rows.n
+    grad_w = (grad_raw - np.outer(mean, residual_sum)) / scale[:, None] / n
+    return loss / n, grad_w, residual_sum / n
+
+
+def fit_logistic(
+    rows: Rows,
+    y: np.ndarray,
+    n_classes: int,
+    lam: float,
+    mean: np.ndarray,
+    scale: np.ndarray,
+    precond: Preconditioner,
+    init: tuple[np.ndarray, np.ndarray] | None = None,
+    tol: float = 1e-5,
+    max_iter: int = 1000,
+) -> tuple[np.ndarray, np.ndarray, int, bool, float]:
+    """Minimise the objective at ``lam = 1 / (C n)`` from ``init`` (standardised ``w``, ``b``).
+
+    ``y`` holds class indices ``0..n_classes-1``. Returns the standardised
+    weights ``(d, k)`` and intercepts ``(k,)`` (``k = 1`` for two classes, as
+    scikit-learn), the iteration count, whether L-BFGS converged, and the objective.
+    """
+    binary = n_classes == 2
+    d, k = rows.d, 1 if binary else n_classes
+    w0, b0 = init if init is not None else (np.zeros((d, k)), np.zeros(k))
+    to_theta, grad_to_u, to_u = precond.at(lam, d, k)
+
+    def fun(u: np.ndarray) -> tuple[float, np.ndarray]:
+        theta = to_theta(u)
+        w, b = theta[: d * k].reshape(d, k), theta[d * k :]
+        loss, grad_w, grad_b = _loss_grad(rows, y, w, b, mean, scale, binary)
+        loss += 0.5 * lam * float(np.sum(w * w))
+        return loss, grad_to_u(np.concatenate([(grad_w + lam * w).ravel(), grad_b]))
+
+    u0 = to_u(np.concatenate([np.ravel(w0), b0]))
+    # the gradient tolerance is relative to the objective once it is below 1 (a near-separable probe's
+    # objective is ~1e-3: an absolute tolerance would stop it percents away from the optimum)
+    gtol = tol * min(1.0, fun(u0)[0])
+    res = minimize(
+        fun,
+        u0,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": max_iter, "gtol": gtol, "ftol": 64 * np.finfo(float).eps, "maxls": 50},
+    )
+    theta = to_theta(res.x)
+    return theta[: d * k].reshape(d, k), theta[d * k :], int(res.nit), bool(res.success), float(res.fun)

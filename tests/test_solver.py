@@ -1,0 +1,114 @@
+"""The preconditioned L-BFGS probe reaches scikit-learn's optimum, in memory and out of core."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from probes.probe import LinearProbe, fit_points
+from probes.solver import Preconditioner, Rows, feature_stats, fit_logistic, loss_hessian
+
+
+def correlated(n, d=30, k=3, seed=0, noise=0.15):
+    """Ill-conditioned features (a few strong directions, tiny and offset columns) and noisy labels."""
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(size=(d, d)) * np.logspace(0, -3, d)[:, None]
+    x = (rng.normal(size=(n, d)) @ basis * rng.uniform(1e-3, 10, size=d) + rng.normal(size=d) * 3).astype(np.float32)
+    y = np.argmax(x @ rng.normal(size=(d, k)) + rng.gumbel(size=(n, k)) * noise * 10, axis=1)
+    return x, y
+
+
+def objective(coef, intercept, x, y, C):
+    """scikit-learn's objective (mean loss + ||coef||^2 / (2 C n)) of a model on ``x``, in float64."""
+    z = x.astype(np.float64) @ np.asarray(coef, np.float64).T + intercept
+    if z.shape[1] == 1:
+        z = np.hstack([np.zeros_like(z), z])
+    z -= z.max(axis=1, keepdims=True)
+    nll = np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]
+    return nll.mean() + np.sum(np.asarray(coef, np.float64) ** 2) / (2 * C * len(y))
+
+
+def reference(xs, y, C):
+    """scikit-learn's L-BFGS run to a far tighter tolerance than its default, in float64."""
+    ref = LogisticRegression(C=C, tol=1e-12, max_iter=20000).fit(xs.astype(np.float64), y)
+    return ref, objective(ref.coef_, ref.intercept_, xs, y, C)
+
+
+@pytest.mark.parametrize("k", [2, 4])
+@pytest.mark.parametrize("C", [1e-2, 1.0, 100.0])
+def test_every_preconditioner_reaches_scikit_learns_optimum(k, C):
+    x, y = correlated(1500, k=k, seed=k)
+    rows = Rows(x)
+    mean, scale, cov = feature_stats(rows, True)
+    xs = (x - mean) / scale
+    ref, best = reference(xs, y, C)
+    lam = 1 / (C * len(y))
+    near = (ref.coef_.T * 0.9, ref.intercept_ * 0.9)  # a warm start, as the C walk gives
+    for precond, init in [
+        (Preconditioner(), None),
+        (Preconditioner(cov=cov), None),
+        (Preconditioner(hessian=loss_hessian(x[:500], *near, mean, scale)), near),
+    ]:
+        w, b, _, converged, f = fit_logistic(rows, y, k, lam, mean, scale, precond, init, tol=1e-6, max_iter=5000)
+        assert converged, precond.kind
+        gap = (objective(w.T, b, xs, y, C) - best) / best
+        assert -1e-6 < gap < 1e-4, (precond.kind, gap)
+        assert f == pytest.approx(objective(w.T, b, xs, y, C), rel=1e-5)  # its own objective is the true one
+        assert w.shape == ref.coef_.T.shape and b.shape == ref.intercept_.shape  # scikit-learn's layout
+        assert np.mean(np.argmax(xs @ ref.coef_.T + ref.intercept_, 1) == np.argmax(xs @ w + b, 1)) > 0.99 or k == 2
+
+
+def test_probe_with_subsampled_grid_ends_at_the_full_data_optimum():
+    x, y = correlated(3000, d=25, k=3, seed=7)
+    xv, yv = correlated(1000, d=25, k=3, seed=7)  # same generator seed: same distribution
+    probe = LinearProbe(Cs=[1e-3, 1e-2, 1e-1, 1.0], solver="preconditioned_lbfgs", tol=1e-6, max_iter=5000,
+                        select_rows=800, curvature_rows=400).fit(x, y, xv, yv)  # fmt: skip
+    assert [r["rows"] for r in probe.path_[:-1]] == [800] * (len(probe.path_) - 1)
+    assert probe.path_[-1]["rows"] == 3000 and probe.path_[-1]["C"] == probe.C_
+    mean, scale, _ = feature_stats(Rows(x), False)
+    xs = (x - mean) / scale
+    _, best = reference(xs, y, probe.C_)
+    # the raw-feature weights, mapped back to standardised features, are at the optimum
+    coef_std = probe.coef_ * scale
+    intercept_std = probe.intercept_ + probe.coef_ @ mean
+    assert (objective(coef_std, intercept_std, xs, y, probe.C_) - best) / best < 1e-4
+    assert probe.train_error_ == pytest.approx(1 - probe.score(x, y))
+
+
+def test_out_of_core_fit_equals_in_memory_fit(tmp_path):
+    x, y = correlated(2000, d=40, k=3, seed=3)
+    xv, yv = correlated(600, d=40, k=3, seed=3)
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["x"], f["xv"] = x, xv
+    settings = {"Cs": [1e-2, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-6, "max_iter": 5000,
+                "select_rows": 700, "curvature_rows": 300}  # fmt: skip
+    memory = LinearProbe(**settings).fit(x, y, xv, yv)
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        # blocks of 4 KiB: 25 rows of 40 features, so every pass streams 80 reads
+        streamed = LinearProbe(**settings).fit(Rows(f["x"], 4096), y, Rows(f["xv"], 4096), yv)
+    assert streamed.C_ == memory.C_ and streamed.val_error_ == memory.val_error_
+    np.testing.assert_allclose(streamed.coef_, memory.coef_, rtol=1e-3, atol=1e-4 * np.abs(memory.coef_).max())
+    assert streamed.train_loss_ == pytest.approx(memory.train_loss_, rel=1e-5)
+
+
+def test_fit_points_streams_a_layer_over_the_memory_budget(tmp_path):
+    x, y = correlated(1500, d=64, k=3, seed=5)
+    path = tmp_path / "act.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs.update(complete=True, experiment="e", step=0)
+        for split, sl in (("train", slice(0, 1000)), ("val", slice(1000, 1250)), ("test", slice(1250, 1500))):
+            f[f"{split}/labels"], f[f"{split}/layer"] = y[sl], x[sl]
+    probe = {"Cs": [0.1, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-6, "max_iter": 5000, "standardize": True,
+             "patience": 1, "random_state": 0, "select_rows": 0}  # fmt: skip
+    results = {}
+    for budget in (0, 0.1):  # 0: always load; 0.1 MB < the 0.24 MB training matrix: stream
+        spec = {"point": "layer", "layer_index": 1, "probe": {**probe, "memory_budget_mb": budget}}
+        out = tmp_path / f"b{budget}"
+        results[budget] = fit_points({"experiment": "e", "repeat": 0, "step": 0, "points": [spec]},
+                                     path, out.with_suffix(".json"), out.with_suffix(".npz"))[0]  # fmt: skip
+        assert json.loads(out.with_suffix(".json").read_text())[0]["out_of_core"] is (budget > 0)
+    for key in ("C", "train_error", "val_error", "test_error"):
+        assert results[0][key] == results[0.1][key]
+    assert results[0.1]["test_loss"] == pytest.approx(results[0]["test_loss"], rel=1e-5)
