@@ -1,9 +1,13 @@
+import inspect
+
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
 from probes.data import load_splits
-from probes.models import build_model, point_widths
+from probes.models import MODELS, build_model
+from probes.shapes import MODEL_ARGS, point_widths
 
 
 def mlp(**kw):
@@ -71,3 +75,33 @@ def test_gaussian_separable_data():
     xs = np.vstack([a[s][0] for s in a])
     ys = np.concatenate([a[s][1] for s in a])
     assert LinearSVC(C=1e4, fit_intercept=False, max_iter=100000).fit(xs, ys).score(xs, ys) > 0.995
+
+
+def traced_widths(model: dict, in_shape: tuple[int, ...]) -> dict[str, int]:
+    """Probe points and flattened widths of a built model, from one forward pass on zeros."""
+    net = build_model(model).eval()
+    with torch.no_grad():
+        out = net.forward_points(torch.zeros((1, *in_shape)))
+    return {name: int(out[name][0].numel()) for name in net.points}
+
+
+@pytest.mark.parametrize(
+    ("model", "in_shape"),
+    [
+        ({"name": "mnist_convnet"}, (1, 28, 28)),
+        ({"name": "mnist_convnet", "conv1_filters": 4, "conv2_filters": 6, "fc_units": 9, "n_classes": 3}, (1, 28, 28)),
+        ({"name": "deep_mlp", "depth": 5, "width": 7, "n_in": 784, "aux_every": 2, "skip_to": 3}, (1, 28, 28)),
+        ({"name": "deep_mlp", "depth": 3, "width": 4, "n_in": 16, "n_classes": 2}, (16,)),
+    ],
+)
+def test_widths_known_without_torch_equal_the_built_models(model, in_shape):
+    """The workflow computes points and widths without building models (fast start-up): same answer."""
+    assert list(point_widths(model, in_shape).items()) == list(traced_widths(model, in_shape).items())
+
+
+def test_model_arguments_known_without_torch_are_the_constructors():
+    for name, cls in MODELS.items():
+        params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        assert list(MODEL_ARGS[name]) == params
+    with pytest.raises(TypeError, match="takes no \\['depth'\\]"):
+        point_widths({"name": "mnist_convnet", "depth": 3}, (1, 28, 28))

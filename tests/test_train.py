@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from probes.models import build_model, point_widths
+from probes.models import build_model
+from probes.shapes import point_widths
 from probes.train import (
     CheckpointError,
     latest_checkpoint,

@@ -17,9 +17,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .data import input_shape
-from .models import model_points, point_widths
-from .train import steps_per_epoch, total_steps
+from .shapes import input_shape, point_widths, steps_per_epoch, total_steps
 
 
 class ConfigError(ValueError):
@@ -49,7 +47,7 @@ def validate(config: dict, schema_path: Path | str, source: str = "config") -> d
     for name in config["experiments"]:
         exp = Experiment(name, config)
         try:
-            exp.points  # noqa: B018 - resolving builds the model and checks the probe points
+            exp.points  # noqa: B018 - resolving checks the model description and the probe points
         except ConfigError:
             raise
         except (TypeError, ValueError) as exc:
@@ -105,7 +103,7 @@ class Experiment:
 
     @cached_property
     def points(self) -> tuple[str, ...]:
-        available = model_points(self.spec["model"])
+        available = tuple(self.widths)
         wanted = self.spec["points"]
         if wanted == "all":
             return available

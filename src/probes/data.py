@@ -70,11 +70,6 @@ def load_splits(settings: dict, data_dir: Path | str, repeat: int = 0) -> Splits
     raise ValueError(f"dataset.name: unknown dataset {name!r}; expected mnist or gaussian_separable")
 
 
-def input_shape(settings: dict) -> tuple[int, ...]:
-    """The shape of one input example of a dataset."""
-    return (1, 28, 28) if settings["name"] == "mnist" else (settings["dim"],)
-
-
 def data_fingerprint(settings: dict, repeat: int = 0) -> str:
     """Identifies the data a checkpoint was trained and probed on."""
     if settings["name"] == "mnist":

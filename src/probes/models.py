@@ -174,19 +174,6 @@ def build_model(settings: dict) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
-def model_points(settings: dict) -> tuple[str, ...]:
-    """The probe points a model described by ``settings`` offers, in order."""
-    return build_model(settings).points
-
-
-def point_widths(settings: dict, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """Flattened width of every probe point, from one forward pass on zeros."""
-    model = build_model(settings).eval()
-    with torch.no_grad():
-        out = model.forward_points(torch.zeros((1, *input_shape)))
-    return {name: int(out[name][0].numel()) for name in model.points}
-
-
 def fingerprint(obj: object) -> str:
     """A short stable hash of a JSON-serialisable description."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]

@@ -10,13 +10,14 @@ stage (and, through its outputs, everything downstream).
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import textwrap
 from pathlib import Path
 
 STAGE_MODULES = {
-    "train": ("train", "models", "data", "mnist"),
-    "extract": ("extract", "activations", "train", "models", "data", "mnist"),
+    "train": ("train", "models", "data", "mnist", "shapes"),
+    "extract": ("extract", "activations", "train", "models", "data", "mnist", "shapes"),
     "probe": ("probe", "solver", "activations"),
     "aggregate": ("aggregate",),
     "plot": ("plots", "aggregate"),
@@ -37,6 +38,7 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+@functools.lru_cache(maxsize=64)
 def normalised_source(source: str) -> str:
     """``source`` parsed and dumped without docstrings: equal for code that differs only in
     comments, docstrings or formatting."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import re
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from .atomic import atomic_output
 from .data import data_fingerprint, load_splits
 from .models import MODELS, build_model, fingerprint
 from .provenance import normalised_source
+from .shapes import steps_per_epoch, total_steps
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
@@ -42,14 +42,6 @@ def model_fingerprint(model_settings: dict) -> str:
     formatting aside, so reformatting the model file does not orphan checkpoints)."""
     source = normalised_source(inspect.getsource(MODELS[model_settings["name"]]))
     return fingerprint({"settings": model_settings, "source": source})
-
-
-def steps_per_epoch(dataset: dict, train: dict) -> int:
-    return math.ceil(dataset["n_train"] / train["batch_size"])
-
-
-def total_steps(dataset: dict, train: dict) -> int:
-    return train["epochs"] * steps_per_epoch(dataset, train)
 
 
 def epoch_order(seed: int, repeat: int, epoch: int, n: int) -> np.ndarray:
