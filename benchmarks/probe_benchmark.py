@@ -157,6 +157,17 @@ def polish(x, y, start, mean, scale, C, k) -> tuple[np.ndarray, np.ndarray]:
     return unstandardise(w.T, b, mean, scale)
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """A running process's peak resident memory (VmHWM), in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def run_case(
     name: str, path: str, point: str, probe: dict, methods: list[str], out: Path, timeout: float
 ) -> list[dict]:
@@ -171,13 +182,18 @@ def run_case(
         cmd = [sys.executable, __file__, "child", "--method", method, "--file", path, "--point", point,
                "--probe", json.dumps(probe), "--result", str(result)]  # fmt: skip
         t0 = time.time()
+        proc = subprocess.Popen(cmd, env=env)
         try:
-            subprocess.run(cmd, env=env, timeout=timeout, check=True)
+            if proc.wait(timeout=timeout):
+                raise subprocess.CalledProcessError(proc.returncode, cmd)
             info = json.loads(result.with_suffix(".json").read_text())
             rows.append({"case": name, "method": method, "timed_out": False, **info, "result": result})
         except subprocess.TimeoutExpired:
+            peak = peak_rss_mb(proc.pid)  # read before the kill: the high-water mark so far
+            proc.kill()
+            proc.wait()
             rows.append({"case": name, "method": method, "timed_out": True, "seconds": time.time() - t0,
-                         "iterations": None, "C": None, "peak_rss_mb": None, "result": None})  # fmt: skip
+                         "iterations": None, "C": None, "peak_rss_mb": peak, "result": None})  # fmt: skip
         print(f"{name} {method}: {rows[-1]['seconds']:.1f} s{' (timed out)' if rows[-1]['timed_out'] else ''}",
               flush=True)  # fmt: skip
     x, y = load(path, "train", point)
