@@ -143,16 +143,14 @@ def objective(x, y, coef, intercept, mean, scale, C) -> float:
     return loss + float(np.sum((coef.astype(np.float64) * scale) ** 2)) / (2 * C * len(y))
 
 
-def polish(x, y, start, mean, scale, C, k) -> tuple[np.ndarray, np.ndarray]:
+def polish(x, y, start, mean, scale, cov, C, k) -> tuple[np.ndarray, np.ndarray]:
     """A tight-tolerance refit from ``start`` (raw weights), to bound how far the best method is."""
     from probes.probe import unstandardise
-    from probes.solver import Preconditioner, Rows, feature_stats, fit_logistic
+    from probes.solver import Preconditioner, Rows, fit_logistic
 
-    rows = Rows(x)
-    cov = feature_stats(rows, True)[2] if x.shape[1] <= 4096 else None
     w0 = (start[0] * scale).T
     b0 = start[1] + start[0] @ mean
-    w, b, *_ = fit_logistic(rows, y, k, 1 / (C * len(y)), mean, scale, Preconditioner(cov=cov), (w0, b0),
+    w, b, *_ = fit_logistic(Rows(x), y, k, 1 / (C * len(y)), mean, scale, Preconditioner(cov=cov), (w0, b0),
                             tol=1e-8, max_iter=300)  # fmt: skip
     return unstandardise(w.T, b, mean, scale)
 
@@ -199,7 +197,7 @@ def run_case(
     x, y = load(path, "train", point)
     xv, yv = load(path, "val", point)
     xt, yt = load(path, "test", point)
-    mean, scale, _ = feature_stats(Rows(x), False)
+    mean, scale, cov = feature_stats(Rows(x), x.shape[1] <= 4096)  # cov: the polish's whitening
     classes = np.unique(y)
     solutions = {r["method"]: tuple(np.load(r["result"]).values()) for r in rows if r["result"]}
     project_c = next((r["C"] for r in rows if r["method"] == "project" and r["C"]), max(probe["Cs"]))
@@ -218,7 +216,7 @@ def run_case(
         at_c = [r for r in rows if r.get("objective") is not None and r["C_scored"] == C]
         best = min(at_c, key=lambda r: r["objective"])
         k = 1 if len(classes) == 2 else len(classes)
-        polished = polish(x, y, solutions[best["method"]], mean, scale, C, k)
+        polished = polish(x, y, solutions[best["method"]], mean, scale, cov, C, k)
         floor = min(best["objective"], objective(x, y, *polished, mean, scale, C))
         for r in at_c:
             r["gap"] = (r["objective"] - floor) / abs(floor)
