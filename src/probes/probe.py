@@ -153,19 +153,20 @@ class LinearProbe:
         else:
             mean, scale, cov = self._stats(rows, rows.d <= self.whiten_max_width)
             base = Preconditioner(cov=cov)
-            self._n_train = rows.n
             rng = np.random.default_rng(self.random_state)
             sub_rows, sub_y = rows, y_index
             if 0 < self.select_rows < rows.n:  # walk the grid on a random subsample
                 pick = np.sort(rng.choice(rows.n, self.select_rows, replace=False))
                 sub_rows, sub_y = Rows(rows.take(pick)), y_index[pick]
-            m = min(self.curvature_rows, sub_rows.n)
-            self._hessian_x = sub_rows.take(np.sort(rng.choice(sub_rows.n, m, replace=False)))
-            best = self._walk(self._preconditioned_fitter(sub_rows, sub_y, mean, scale, base), x_val, y_val)
+            hessian_x = None  # rows to measure the loss Hessian on, where it is affordable
+            if (rows.d + 1) * (1 if len(self.classes_) == 2 else len(self.classes_)) <= self.curvature_max_params:
+                m = min(self.curvature_rows, sub_rows.n)
+                hessian_x = sub_rows.take(np.sort(rng.choice(sub_rows.n, m, replace=False)))
+            fitter = self._preconditioned_fitter(sub_rows, sub_y, rows.n, mean, scale, base, hessian_x)
+            best = self._walk(fitter, x_val, y_val)
             if sub_rows is not rows:  # refit the chosen C on every row, from the subsample's optimum
-                fitter = self._preconditioned_fitter(rows, y_index, mean, scale, base)
+                fitter = self._preconditioned_fitter(rows, y_index, rows.n, mean, scale, base, hessian_x)
                 best = self._fit_and_record(fitter, best["C"], best["solution"], x_val, y_val)
-            del self._hessian_x
             train = metrics(best["solution"]["coef"], best["solution"]["intercept"], self.classes_, rows, y)
         self.C_, self.n_iter_, self.converged_ = best["C"], best["n_iter"], best["converged"]
         self.val_error_, self.val_loss_ = best["val_error"], best["val_loss"]
@@ -244,22 +245,21 @@ class LinearProbe:
 
         return fit
 
-    def _preconditioned_fitter(self, rows: Rows, y_index, mean, scale, base: Preconditioner) -> Fitter:
-        """``solver.fit_logistic`` on ``rows`` at the full training set's per-row regularisation.
-        A cold fit uses ``base``; a warm one, where the parameters are few enough, the loss
-        Hessian at its start, measured on the rows of ``_hessian_x``."""
-        k = 1 if len(self.classes_) == 2 else len(self.classes_)
-        curvature = (rows.d + 1) * k <= self.curvature_max_params
+    def _preconditioned_fitter(self, rows: Rows, y_index, n_train: int, mean, scale, base, hessian_x) -> Fitter:
+        """``solver.fit_logistic`` on ``rows`` at the per-row regularisation of ``n_train`` rows.
+        A cold fit uses ``base``; a warm one, given ``hessian_x``, the loss Hessian at its
+        start measured on those rows."""
+        curvature = hessian_x is not None
 
         def solve(C: float, precond: Preconditioner, init, tol: float) -> tuple:
-            return fit_logistic(rows, y_index, len(self.classes_), 1.0 / (C * self._n_train), mean, scale,
+            return fit_logistic(rows, y_index, len(self.classes_), 1.0 / (C * n_train), mean, scale,
                                 precond, init=init, tol=tol, max_iter=self.max_iter)  # fmt: skip
 
         def fit(C: float, start) -> tuple[dict, int, bool, int]:
             init, n_first = None if start is None else start["std"], 0
             if curvature and init is None:  # a cold fit: a rough optimum first, to measure the curvature at
                 *init, n_first, _, _ = solve(C, base, None, max(self.tol, ROUGH_TOL))
-            precond = Preconditioner(hessian=loss_hessian(self._hessian_x, *init, mean, scale)) if curvature else base
+            precond = Preconditioner(hessian=loss_hessian(hessian_x, *init, mean, scale)) if curvature else base
             w, b, n_iter, converged, _ = solve(C, precond, init, self.tol)
             coef, intercept = unstandardise(w.T, b, mean, scale)
             return {"coef": coef, "intercept": intercept, "std": (w, b)}, n_first + n_iter, converged, rows.n
