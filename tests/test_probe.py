@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from probes.aggregate import aggregate
+from probes.plots import animate_error_by_point, plot_error_by_point
 from probes.probe import LinearProbe, fit_points
 from probes.solver import Rows, feature_stats
 
@@ -119,3 +121,51 @@ def test_fit_points_reports_non_convergence_and_writes_every_point(tmp_path, cap
     settings["points"][0]["probe"]["max_iter"] = 1000
     results = fit_points(settings, path, tmp_path / "p.json", tmp_path / "p.npz")
     assert results[0]["converged"] is True and results[0]["warnings"] == [] and results[0]["test_error"] < 0.1
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "preconditioned_lbfgs"])
+def test_nan_inf_or_constant_activations_give_chance_level_with_a_warning_and_still_plot(tmp_path, caplog, solver):
+    x, y = separable(900, d=12, seed=3)
+    exploded = x.copy()
+    exploded[7, 2], exploded[650, 0] = np.nan, np.inf  # one NaN in train, one inf in val
+    inf_in_test = x.copy()
+    inf_in_test[800, 5] = -np.inf
+    path = tmp_path / "act.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs.update(complete=True, experiment="e", step=0)
+        for split, sl in (("train", slice(0, 500)), ("val", slice(500, 700)), ("test", slice(700, 900))):
+            f[f"{split}/labels"] = y[sl]
+            for name, data in (("good", x), ("exploded", exploded), ("inf_test", inf_in_test),
+                               ("constant", np.full_like(x, 3.0))):  # fmt: skip
+                f[f"{split}/{name}"] = data[sl]
+    probe = {"Cs": [0.1, 1.0], "solver": solver, "tol": 1e-6, "max_iter": 500, "standardize": True,
+             "patience": 1, "random_state": 0}  # fmt: skip
+    names = ["good", "exploded", "inf_test", "constant"]
+    settings = {"experiment": "e", "repeat": 0, "step": 0,
+                "points": [{"point": p, "layer_index": i, "probe": probe} for i, p in enumerate(names)]}  # fmt: skip
+    results = {r["point"]: r for r in fit_points(settings, path, tmp_path / "p.json", tmp_path / "p.npz")}
+    assert results["good"]["test_error"] < 0.1 and results["good"]["warnings"] == []
+    majority = np.bincount(y[:500]).argmax()  # the class-prior classifier always predicts it
+    for name, split_counts in (("exploded", "1 in train, 1 in val"), ("inf_test", "1 in test")):
+        r = results[name]
+        assert np.isnan(r["C"]) and r["n_iter"] == 0
+        assert f"NaN or infinite values ({split_counts})" in r["warnings"][0] and "chance level" in r["warnings"][0]
+        for split, sl in (("train", slice(0, 500)), ("val", slice(500, 700)), ("test", slice(700, 900))):
+            assert r[f"{split}_error"] == pytest.approx(np.mean(y[sl] != majority)), (name, split)
+            assert np.isfinite(r[f"{split}_loss"])
+    assert results["constant"]["warnings"] == [
+        "activations are constant over the training rows: the probe can only predict class frequencies (chance level)"
+    ]
+    assert results["constant"]["test_error"] == pytest.approx(np.mean(y[700:] != majority))
+    assert "NaN or infinite" in caplog.text and "constant over the training rows" in caplog.text
+    assert json.loads((tmp_path / "p.json").read_text().replace("NaN", "null"))[1]["C"] is None
+    # the aggregate and the figure take them: NaN C and norms, a model whose loss is NaN
+    (tmp_path / "m.json").write_text(json.dumps({"experiment": "e", "repeat": 0, "step": 0, "epoch": 0,
+                                                 **{f"{s}_{m}": float("nan") for s in ("train", "val", "test")
+                                                    for m in ("loss", "acc")}}))  # fmt: skip
+    aggregate([tmp_path / "p.json"], [tmp_path / "m.json"], tmp_path / "probes.csv", tmp_path / "model.csv")
+    for metric in ("train_error", "activation_norm"):
+        plot_error_by_point(tmp_path / "probes.csv", [0], ["e"], metric, [tmp_path / f"{metric}.png"])
+        assert (tmp_path / f"{metric}.png").stat().st_size > 1000
+    animate_error_by_point(tmp_path / "probes.csv", tmp_path / "model.csv", "test_error", [tmp_path / "a.gif"])
+    assert (tmp_path / "a.gif").stat().st_size > 1000

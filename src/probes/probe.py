@@ -12,9 +12,10 @@ Two solvers minimise the same objective (scikit-learn's, on standardised
 features): scikit-learn's own (``lbfgs``, ``sag``, ``saga``), and
 ``preconditioned_lbfgs`` (``solver.py``): L-BFGS in coordinates whitened by the
 feature covariance, reading rows from memory or streaming them from HDF5. The
-latter may also walk the grid on a random subsample of ``select_rows``
-training rows (at the full data's per-row regularisation) and then refit the
-chosen C once on every row, warm-started. The stored ``coef_`` /
+latter may first walk the grid on a random subsample of ``select_rows``
+training rows (at the full data's per-row regularisation), then walk it again on
+every row starting from the subsample's choice and solution: fewer rows prefer
+stronger regularisation, so the subsample gives the start, not the answer. The stored ``coef_`` /
 ``intercept_`` act on raw (unstandardised) features.
 """
 
@@ -44,14 +45,17 @@ def as_rows(x) -> Rows:
     return x if isinstance(x, Rows) else Rows(x)
 
 
-def mean_row_norm(x) -> float:
-    """Mean Euclidean norm of the rows of ``x`` (block by block, float64 accumulation)."""
+def row_summary(x) -> tuple[float, bool]:
+    """Mean Euclidean norm of the rows of ``x`` (float64 accumulation), and whether every row
+    equals the first (a layer constant over the data); one pass, block by block."""
     rows = as_rows(x)
-    total = 0.0
+    total, constant, first = 0.0, True, None
     for _, block in rows:
         b64 = block.astype(np.float64)
         total += float(np.sqrt(np.einsum("ij,ij->i", b64, b64)).sum())
-    return total / rows.n
+        first = block[0].copy() if first is None else first
+        constant = constant and bool(np.all(block == first))
+    return total / rows.n, constant
 
 
 def scores(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
@@ -101,8 +105,8 @@ class LinearProbe:
     ``tol`` and ``max_iter`` per fit; ``standardize``; ``patience`` (grid points
     without validation improvement before the walk stops; ``None`` walks the
     whole grid); ``random_state``; for ``preconditioned_lbfgs`` only,
-    ``select_rows`` (walk the grid on this many training rows, then refit the
-    chosen C on all; 0 for all rows throughout) and ``whiten_max_width``
+    ``select_rows`` (first walk the grid on this many training rows, then on all
+    from the C chosen there; 0 for all rows throughout) and ``whiten_max_width``
     (plain standardisation above this width).
     """
 
@@ -140,6 +144,7 @@ class LinearProbe:
         if not len(self.Cs):
             raise ValueError("Cs: empty grid; expected at least one C > 0")
         t0 = time.time()
+        self.path_: list[dict] = []
         self.classes_, y_index = np.unique(y, return_inverse=True)
         rows = as_rows(x)
         if self.solver in SKLEARN_SOLVERS:
@@ -164,9 +169,9 @@ class LinearProbe:
                 hessian_x = sub_rows.take(np.sort(rng.choice(sub_rows.n, m, replace=False)))
             fitter = self._preconditioned_fitter(sub_rows, sub_y, rows.n, mean, scale, base, hessian_x)
             best = self._walk(fitter, x_val, y_val)
-            if sub_rows is not rows:  # refit the chosen C on every row, from the subsample's optimum
+            if sub_rows is not rows:  # walk again on every row, from the subsample's choice and optimum
                 fitter = self._preconditioned_fitter(rows, y_index, rows.n, mean, scale, base, hessian_x)
-                best = self._fit_and_record(fitter, best["C"], best["solution"], x_val, y_val)
+                best = self._walk(fitter, x_val, y_val, best["C"], best["solution"])
             train = metrics(best["solution"]["coef"], best["solution"]["intercept"], self.classes_, rows, y)
         self.C_, self.n_iter_, self.converged_ = best["C"], best["n_iter"], best["converged"]
         self.val_error_, self.val_loss_ = best["val_error"], best["val_loss"]
@@ -184,20 +189,21 @@ class LinearProbe:
             cov = cov * np.outer(scale, scale)
         return np.zeros_like(mean), np.ones_like(scale), cov
 
-    def _walk(self, fitter: Fitter, x_val, y_val) -> dict:
-        """Walk the C grid (middle -> weakest, then middle -> strongest); return the best record."""
-        self.path_: list[dict] = []
+    def _walk(self, fitter: Fitter, x_val, y_val, first: float | None = None, init=None) -> dict:
+        """Walk the C grid from ``first`` (default: its middle) up to the weakest regularisation,
+        then from ``first`` down to the strongest; return the best record. The fit at ``first``
+        starts from ``init`` (or cold), every other from its neighbour's solution."""
         grid = sorted(self.Cs)
-        middle = (len(grid) - 1) // 2
+        i = (len(grid) - 1) // 2 if first is None else grid.index(first)
         best = None  # ordered by val error, val loss, then smaller C
-        middle_record = None
-        for down, walk in enumerate((grid[middle:], grid[:middle][::-1])):
-            start = middle_record["solution"] if down else None  # walk down from the middle C's solution
+        first_record = None
+        for down, walk in enumerate((grid[i:], grid[:i][::-1])):
+            start = first_record["solution"] if down else init
             since_best = 0
             for C in walk:
                 record = self._fit_and_record(fitter, C, start, x_val, y_val)
                 start = record["solution"]
-                middle_record = middle_record or record
+                first_record = first_record or record
                 key = (record["val_error"], record["val_loss"], record["C"])
                 if best is None or key < (best["val_error"], best["val_loss"], best["C"]):
                     best, since_best = record, 0
@@ -281,19 +287,37 @@ class LinearProbe:
         return metrics(self.coef_, self.intercept_, self.classes_, x, y)
 
 
+def count_nonfinite(x) -> int:
+    """Number of NaN or infinite entries of ``x`` (block by block)."""
+    return sum(int(block.size - np.count_nonzero(np.isfinite(block))) for _, block in as_rows(x))
+
+
+def log_prior(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Intercept of the best constant classifier on labels ``y`` (log class frequencies; one
+    column, the log odds of the second class, for two classes as scikit-learn keeps them)."""
+    freq = np.bincount(np.searchsorted(classes, y), minlength=len(classes)) / len(y)
+    logp = np.log(np.maximum(freq, 1e-12))
+    return logp[1:] - logp[0] if len(classes) == 2 else logp
+
+
 def fit_point(settings: dict, activations: Path) -> tuple[dict, dict[str, np.ndarray]]:
     """Fit the probe of one (experiment, repeat, checkpoint, point); return its metrics and weights.
 
     ``settings`` holds ``experiment, repeat, step, point, layer_index`` and
     ``probe`` (the ``LinearProbe`` parameters). The weights are the probe's
-    raw-feature ``coef``, ``intercept``, ``classes`` and chosen ``C``.
+    raw-feature ``coef``, ``intercept``, ``classes`` and chosen ``C``. Activations
+    with NaN or infinite entries (an exploded model) get no fit: the probe is the
+    constant class-prior classifier, at chance level, with a warning.
     """
     point, params = settings["point"], dict(settings["probe"])
     budget_mb = params.pop("memory_budget_mb", 0)
     expect = {"experiment": settings["experiment"], "step": settings["step"]}
+    where = f"{settings['experiment']} step {settings['step']} {point}"
+    warnings: list[str] = []
     t0 = time.time()
     with open_point(activations, "train", point, expect) as (train, y), \
-         open_point(activations, "val", point, expect) as (val, y_val):  # fmt: skip
+         open_point(activations, "val", point, expect) as (val, y_val), \
+         open_point(activations, "test", point, expect) as (test, y_test):  # fmt: skip
         out_of_core = params["solver"] not in SKLEARN_SOLVERS and 0 < budget_mb < train.nbytes / 2**20
         if out_of_core:  # stream both splits from HDF5 block by block
             x, x_val = Rows(train), Rows(val)
@@ -301,33 +325,51 @@ def fit_point(settings: dict, activations: Path) -> tuple[dict, dict[str, np.nda
             x, x_val = np.empty(train.shape, np.float32), np.empty(val.shape, np.float32)
             train.read_direct(x)
             val.read_direct(x_val)
-        log.info("%s step %d %s: train %s, val %s, %s (%.1f s)", settings["experiment"], settings["step"], point,
-                 train.shape, val.shape, "streamed from HDF5 (over memory_budget_mb)" if out_of_core else
-                 "read into memory", time.time() - t0)  # fmt: skip
-        activation_norm = mean_row_norm(x)  # before a scikit-learn fit standardises x in place
-        probe = LinearProbe(**params).fit(x, y, x_val, y_val, copy=False)
+        log.info("%s: train %s, val %s, %s (%.1f s)", where, train.shape, val.shape,
+                 "streamed from HDF5 (over memory_budget_mb)" if out_of_core else "read into memory",
+                 time.time() - t0)  # fmt: skip
+        activation_norm, constant = row_summary(x)  # before a scikit-learn fit standardises x in place
+        nonfinite = {
+            "train": 0 if np.isfinite(activation_norm) else count_nonfinite(x),
+            "val": count_nonfinite(x_val),
+            "test": count_nonfinite(Rows(test)),
+        }
+        if any(nonfinite.values()):
+            counts = ", ".join(f"{n} in {split}" for split, n in nonfinite.items() if n)
+            warnings.append(f"activations contain NaN or infinite values ({counts}): "
+                            "no probe fitted; errors are those of the class-prior classifier (chance level)")  # fmt: skip
+            classes = np.unique(y)
+            intercept = log_prior(classes, y)
+            fit = {"C": np.nan, "n_iter": 0, "converged": True, "fit_seconds": 0.0, "path": []}
+            for split, labels in (("train", y), ("val", y_val), ("test", y_test)):  # scored without features
+                fit[f"{split}_error"], fit[f"{split}_loss"] = metrics(np.zeros((len(intercept), 0)), intercept, classes,
+                                                                      np.zeros((len(labels), 0), np.float32), labels)  # fmt: skip
+            weights = {"coef": np.zeros((len(intercept), train.shape[1])), "intercept": intercept}
+        else:
+            probe = LinearProbe(**params).fit(x, y, x_val, y_val, copy=False)
+            classes = probe.classes_
+            fit = {"C": probe.C_, "n_iter": probe.n_iter_, "converged": probe.converged_, "path": probe.path_,
+                   "fit_seconds": probe.fit_seconds_, "train_error": probe.train_error_, "train_loss": probe.train_loss_,
+                   "val_error": probe.val_error_, "val_loss": probe.val_loss_}  # fmt: skip
+            fit["test_error"], fit["test_loss"] = probe.error_and_loss(Rows(test), y_test)
+            weights = {"coef": probe.coef_, "intercept": probe.intercept_}
+            if constant:
+                warnings.append("activations are constant over the training rows: "
+                                "the probe can only predict class frequencies (chance level)")  # fmt: skip
+            if not probe.converged_:
+                warnings.append(f"probe did not converge at the chosen C={probe.C_:g} within max_iter="
+                                f"{params['max_iter']} (tol={params['tol']:g})")  # fmt: skip
         del x, x_val
-    with open_point(activations, "test", point, expect) as (test, y_test):
-        test_error, test_loss = probe.error_and_loss(Rows(test), y_test)
     result = {
         **{k: settings[k] for k in ("experiment", "repeat", "step", "point", "layer_index")},
-        "width": int(probe.coef_.shape[1]), "activation_norm": activation_norm,
-        "C": probe.C_, "solver": settings["probe"]["solver"],
-        "train_error": probe.train_error_, "val_error": probe.val_error_, "test_error": test_error,
-        "train_loss": probe.train_loss_, "val_loss": probe.val_loss_, "test_loss": test_loss,
-        "n_iter": probe.n_iter_, "converged": probe.converged_, "fit_seconds": probe.fit_seconds_,
-        "out_of_core": out_of_core, "path": probe.path_, "warnings": [],
+        "width": int(train.shape[1]), "activation_norm": activation_norm, "solver": params["solver"], **fit,
+        "out_of_core": out_of_core, "nonfinite": nonfinite, "warnings": warnings,
     }  # fmt: skip
-    if not probe.converged_:
-        msg = (f"probe did not converge at the chosen C={probe.C_:g} within max_iter="
-               f"{settings['probe']['max_iter']} (tol={settings['probe']['tol']:g})")  # fmt: skip
-        result["warnings"].append(msg)
-        log.warning("%s step %d %s: %s", settings["experiment"], settings["step"], point, msg)
-    log.info("%s step %d %s: C=%g train %.4f val %.4f test %.4f error (%d iterations, %.1f s)",
-             settings["experiment"], settings["step"], point, probe.C_, probe.train_error_,
-             probe.val_error_, test_error, probe.n_iter_, probe.fit_seconds_)  # fmt: skip
-    weights = {"coef": probe.coef_, "intercept": probe.intercept_, "classes": probe.classes_, "C": np.float64(probe.C_)}
-    return result, weights
+    for msg in warnings:
+        log.warning("%s: %s", where, msg)
+    log.info("%s: C=%g train %.4f val %.4f test %.4f error (%d iterations, %.1f s)", where, fit["C"],
+             fit["train_error"], fit["val_error"], fit["test_error"], fit["n_iter"], fit["fit_seconds"])  # fmt: skip
+    return result, {**weights, "classes": classes, "C": np.float64(fit["C"])}
 
 
 def fit_points(settings: dict, activations: Path, out_json: Path, out_weights: Path) -> list[dict]:
