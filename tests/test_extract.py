@@ -68,6 +68,14 @@ def test_reader_refuses_incomplete_damaged_or_foreign_files(extracted, tmp_path)
         f.attrs["complete"] = False
     with pytest.raises(ActivationError, match="not marked complete"):
         read_point(incomplete, "train", "input")
+    flipped = tmp_path / "flipped.h5"  # one byte of one compressed chunk changed on disk
+    raw = bytearray(path.read_bytes())
+    with h5py.File(path, "r") as f:
+        chunk = f["train/conv1_preact"].id.get_chunk_info(0)
+    raw[chunk.byte_offset + chunk.size // 2] ^= 0x01
+    flipped.write_bytes(raw)
+    with pytest.raises(ActivationError, match=f"{flipped}: train/conv1_preact is damaged"):
+        read_point(flipped, "train", "conv1_preact")
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ActivationError, match=str(truncated)):

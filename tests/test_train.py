@@ -1,3 +1,5 @@
+import zipfile
+
 import pytest
 import torch
 
@@ -92,5 +94,13 @@ def test_checkpoint_checks(tmp_path, mnist_dir):
     (tmp_path / "bad.pt").write_bytes((tmp_path / "s0.pt").read_bytes()[:1000])
     with pytest.raises(CheckpointError, match=f"{tmp_path / 'bad.pt'}: unreadable"):
         load_checkpoint(tmp_path / "bad.pt")
+    # one flipped byte inside a weight tensor: torch loads it without complaint, the digest does not
+    raw = bytearray((tmp_path / "s0.pt").read_bytes())
+    with zipfile.ZipFile(tmp_path / "s0.pt") as z:
+        entry = max(z.infolist(), key=lambda i: i.file_size)  # the largest tensor's storage
+    raw[entry.header_offset + 200 + entry.file_size // 2] ^= 0x01  # past its local header, mid-data
+    (tmp_path / "flipped.pt").write_bytes(raw)
+    with pytest.raises(CheckpointError, match=f"{tmp_path / 'flipped.pt'}: damaged: its tensors do not match"):
+        load_checkpoint(tmp_path / "flipped.pt")
     with pytest.raises(ValueError, match="beyond the end of training"):
         train_segment(s, mnist_dir, 21, tmp_path / "y.pt", start=tmp_path / "s0.pt")

@@ -4,6 +4,8 @@ One file per checkpoint holds ``<split>/<point>`` (float32, ``(n, width)``,
 chunked by rows, compressed) and ``<split>/labels`` (int64) for every split.
 The file is written under a temporary name and renamed only when complete,
 and carries ``complete=True`` among its attributes; readers refuse anything else.
+Every dataset has HDF5's fletcher32 checksum per chunk, so a damaged chunk fails
+the read.
 """
 
 from __future__ import annotations
@@ -62,12 +64,12 @@ def open_point(
             raise ActivationError(
                 f"{path}: no dataset {name!r}; it has {sorted(f[split]) if split in f else sorted(f)}"
             )
-        ds, labels = f[name], f[f"{split}/labels"][:]
-        if ds.shape[0] != len(labels):
-            raise ActivationError(f"{path}: {name} has {ds.shape[0]} rows but {len(labels)} labels")
         try:
+            ds, labels = f[name], f[f"{split}/labels"][:]
+            if ds.shape[0] != len(labels):
+                raise ActivationError(f"{path}: {name} has {ds.shape[0]} rows but {len(labels)} labels")
             yield ds, labels
-        except OSError as exc:
+        except OSError as exc:  # HDF5 read errors, checksum mismatches among them
             raise ActivationError(f"{path}: {name} is damaged ({exc})") from exc
 
 

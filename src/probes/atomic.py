@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+class DiskFullError(OSError):
+    """No space left on the device an output was being written to."""
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` reports a full disk (HDF5 may raise it as a RuntimeError from closing
+    the file, the errno in its message only)."""
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
 
 
 @contextmanager
@@ -13,8 +25,9 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
     """Yield ``<stem>.part<suffix>`` beside ``path``; rename it to ``path`` if the block succeeds.
 
     On any error the partial file is removed, so nothing half-written ever
-    carries the final name. The suffix is kept so writers that infer the format
-    from it (matplotlib, numpy) still do.
+    carries the final name; a full disk is reported as a ``DiskFullError`` naming
+    ``path`` and the space left. The suffix is kept so writers that infer the
+    format from it (matplotlib, numpy) still do.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -22,5 +35,15 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except Exception as exc:
+        if not disk_full(exc) or isinstance(exc, DiskFullError):
+            raise
+        tmp.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free / 2**20
+        raise DiskFullError(
+            errno.ENOSPC,
+            f"{path}: disk full while writing it ({free:.1f} MB left on the file system of {path.parent}); "
+            "the partial file was removed: free some space (or point `results` elsewhere) and rerun",
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+
+from .atomic import DiskFullError
 
 
 def _threads(n: int) -> None:
@@ -31,7 +34,7 @@ def cmd_mnist(a: argparse.Namespace) -> None:
 def cmd_train(a: argparse.Namespace) -> None:
     import torch
 
-    from .train import latest_checkpoint, train_segment
+    from .train import latest_checkpoint, snapshot_path, train_segment
 
     torch.set_num_threads(a.threads)
     settings = json.loads(a.settings)
@@ -39,7 +42,8 @@ def cmd_train(a: argparse.Namespace) -> None:
     if a.resume_dir and start is None:
         start = latest_checkpoint(Path(a.resume_dir), settings, a.step)
         logging.getLogger("probes").info("resuming from %s", start or "initialisation (no earlier checkpoint)")
-    train_segment(settings, Path(a.data_dir), a.step, Path(a.out), start)
+    snapshot = snapshot_path(Path(a.resume_dir), a.step) if a.resume_dir else None
+    train_segment(settings, Path(a.data_dir), a.step, Path(a.out), start, snapshot, 60 * a.snapshot_minutes)
 
 
 def cmd_extract(a: argparse.Namespace) -> None:
@@ -101,7 +105,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", required=True)
     s.add_argument("--step", type=int, required=True)
     s.add_argument("--start", help="checkpoint to continue from")
-    s.add_argument("--resume-dir", help="continue from the latest compatible checkpoint before --step found here")
+    s.add_argument(
+        "--resume-dir",
+        help="continue from the latest compatible checkpoint before --step found here (or this job's resume "
+        "snapshot, step<step>.resume.pt, kept there every --snapshot-minutes)",
+    )
+    s.add_argument("--snapshot-minutes", type=float, default=10.0, help="0: a resume snapshot every epoch")
     s.add_argument("--out", required=True)
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_train)
@@ -171,6 +180,9 @@ def main(argv: list[str] | None = None) -> None:
         args.func(args)
     except Exception as exc:
         logging.getLogger("probes").exception("%s: %s", type(exc).__name__, exc)
+        logging.shutdown()
+        if isinstance(exc, DiskFullError):  # HDF5's exit handlers crash on a file whose writes failed
+            os._exit(1)
         raise SystemExit(1) from exc
 
 

@@ -9,10 +9,14 @@ minibatch order of every epoch is a pure function of (seed, repeat, epoch). So
 where training resumes from changes how long it takes, never what it produces,
 and no checkpoint job depends on another: adding a step to a schedule trains
 only the new checkpoint, and a killed job's rerun resumes from the last one saved.
+A long job also leaves resume snapshots (``step<target>.resume.pt``, at the end of
+an epoch, at most every ``snapshot_seconds``) and deletes them once its checkpoint
+is written, so a killed job loses at most that much training.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import re
@@ -30,7 +34,7 @@ from .provenance import normalised_source
 from .shapes import steps_per_epoch, total_steps
 
 log = logging.getLogger(__name__)
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: with a digest of its tensors
 
 
 class CheckpointError(RuntimeError):
@@ -49,6 +53,18 @@ def epoch_order(seed: int, repeat: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, repeat, epoch]).permutation(n)
 
 
+def tensor_digest(state: dict) -> str:
+    """SHA-256 of the model's and the optimizer's tensors (torch does not checksum what it loads)."""
+    h = hashlib.sha256()
+    tensors = [*state["state_dict"].items()]
+    for key, group in sorted(state["optimizer"]["state"].items()):
+        tensors += [(f"opt.{key}.{name}", t) for name, t in sorted(group.items()) if torch.is_tensor(t)]
+    for name, t in tensors:
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def save_checkpoint(state: dict, path: Path) -> None:
     """Write ``state`` to ``path`` atomically (a temporary name, then rename)."""
     with atomic_output(path) as tmp:
@@ -63,6 +79,8 @@ def load_checkpoint(path: Path, settings: dict | None = None) -> dict:
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a probes checkpoint of format {CHECKPOINT_FORMAT}")
+    if state["digest"] != tensor_digest(state):
+        raise CheckpointError(f"{path}: damaged: its tensors do not match the digest saved with them")
     if settings is not None:
         want = model_fingerprint(settings["model"])
         if state["model_fingerprint"] != want:
@@ -84,11 +102,24 @@ def incompatibility(state: dict, settings: dict) -> str | None:
     return None
 
 
+def snapshot_path(directory: Path, target: int) -> Path:
+    """Where the job training to checkpoint ``target`` keeps its resume snapshot."""
+    return Path(directory) / f"step{target}.resume.pt"
+
+
 def latest_checkpoint(directory: Path, settings: dict, before: int) -> Path | None:
-    """The latest checkpoint ``step<N>.pt`` in ``directory`` with ``N < before`` that
-    training with ``settings`` can go on from; incompatible or unreadable ones are skipped."""
-    found = ((re.fullmatch(r"step(\d+)\.pt", p.name), p) for p in Path(directory).glob("step*.pt"))
-    for step, path in sorted(((int(m[1]), p) for m, p in found if m and int(m[1]) < before), reverse=True):
+    """The latest checkpoint ``step<N>.pt`` in ``directory`` with ``N < before``, or the
+    resume snapshot of the job training to ``before`` if that is later, that training
+    with ``settings`` can go on from; incompatible or unreadable ones are skipped."""
+    matches = ((re.fullmatch(r"step(\d+)\.pt", p.name), p) for p in Path(directory).glob("step*.pt"))
+    found = [(int(m[1]), p) for m, p in matches if m and int(m[1]) < before]
+    snapshot = snapshot_path(directory, before)
+    if snapshot.exists():
+        try:
+            found.append((load_checkpoint(snapshot, settings)["step"], snapshot))
+        except CheckpointError as exc:
+            log.info("not resuming from %s: %s", snapshot, exc)
+    for step, path in sorted(found, reverse=True):
         try:
             reason = incompatibility(load_checkpoint(path, settings), settings)
         except CheckpointError as exc:
@@ -126,11 +157,16 @@ def evaluate(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch_size: i
     return total_loss / len(x), correct / len(x)
 
 
-def train_segment(settings: dict, data_dir: Path, target_step: int, out: Path, start: Path | None = None) -> dict:
+def train_segment(
+    settings: dict, data_dir: Path, target_step: int, out: Path, start: Path | None = None,
+    snapshot: Path | None = None, snapshot_seconds: float = 600.0,
+) -> dict:  # fmt: skip
     """Train from checkpoint ``start`` (or from initialisation) up to ``target_step``; save to ``out``.
 
-    ``settings`` holds ``experiment, repeat, seed, model, dataset, train``.
-    Returns the saved checkpoint state.
+    ``settings`` holds ``experiment, repeat, seed, model, dataset, train``. With
+    ``snapshot``, the state is also saved there at the end of an epoch once
+    ``snapshot_seconds`` have passed since the last save, and removed when ``out``
+    is written. Returns the saved checkpoint state.
     """
     tr, ds = settings["train"], settings["dataset"]
     seed, repeat = settings["seed"], settings["repeat"]
@@ -158,7 +194,7 @@ def train_segment(settings: dict, data_dir: Path, target_step: int, out: Path, s
     spe = steps_per_epoch(ds, tr)
     log.info("%s r%d: training steps %d -> %d (%d per epoch)", settings["experiment"], repeat, step, target_step, spe)
     model.train()
-    t0 = time.time()
+    t0 = last_save = time.time()
     while step < target_step:
         epoch, offset = divmod(step, spe)
         lr = tr["lr"] * tr["lr_decay"] ** epoch
@@ -194,14 +230,29 @@ def train_segment(settings: dict, data_dir: Path, target_step: int, out: Path, s
             row["epoch"], "" if row["complete_epoch"] else " (partial)", step, lr,
             row["train_loss"], row["train_acc"], val_loss, val_acc, row["seconds"],
         )  # fmt: skip
+        if snapshot is not None and step < target_step and time.time() - last_save >= snapshot_seconds:
+            save_checkpoint(checkpoint_state(settings, step, model, optimizer, history), snapshot)
+            last_save = time.time()
+            log.info("resume snapshot at step %d: %s", step, snapshot)
 
+    state = checkpoint_state(settings, step, model, optimizer, history)
+    save_checkpoint(state, out)
+    if snapshot is not None:
+        snapshot.unlink(missing_ok=True)
+    log.info("wrote %s (step %d)", out, step)
+    return state
+
+
+def checkpoint_state(settings: dict, step: int, model, optimizer, history: list[dict]) -> dict:
+    """Everything needed to go on training exactly as an uninterrupted run would."""
+    tr, ds, repeat = settings["train"], settings["dataset"], settings["repeat"]
     state = {
         "format": CHECKPOINT_FORMAT,
         "experiment": settings["experiment"],
         "repeat": repeat,
-        "seed": seed,
+        "seed": settings["seed"],
         "step": step,
-        "epoch": step / spe,
+        "epoch": step / steps_per_epoch(ds, tr),
         "model": settings["model"],
         "train": tr,
         "dataset": ds,
@@ -210,8 +261,7 @@ def train_segment(settings: dict, data_dir: Path, target_step: int, out: Path, s
         "state_dict": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "torch_rng": torch.get_rng_state(),
-        "history": history,
+        "history": list(history),
     }
-    save_checkpoint(state, out)
-    log.info("wrote %s (step %d)", out, step)
+    state["digest"] = tensor_digest(state)
     return state

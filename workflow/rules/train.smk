@@ -17,4 +17,5 @@ rule train:
         runtime=120,
     shell:
         "probes train --settings {params.settings:q} --data-dir {params.data_dir} --step {wildcards.step}"
-        " --resume-dir $(dirname {output}) --out {output} --threads {threads} > {log} 2>&1"
+        " --resume-dir $(dirname {output}) --snapshot-minutes {SNAPSHOT_MINUTES}"
+        " --out {output} --threads {threads} > {log} 2>&1"
