@@ -7,7 +7,7 @@ from probes.activations import ActivationError, read_point
 from probes.data import load_splits
 from probes.extract import extract
 from probes.models import build_model
-from probes.train import train_segment
+from probes.train import CheckpointError, train_segment
 
 POINTS = ["input", "conv1_preact", "conv2_postpool", "logits"]
 
@@ -80,3 +80,16 @@ def test_reader_refuses_incomplete_damaged_or_foreign_files(extracted, tmp_path)
     truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ActivationError, match=str(truncated)):
         read_point(truncated, "train", "conv1_preact")
+
+
+def test_extraction_refuses_a_checkpoint_of_another_experiment_or_model(extracted, tmp_path, mnist_dir):
+    path, state, _, _ = extracted
+    checkpoint = path.parent / "ck.pt"
+    ex = {"experiment": "t", "repeat": 0, "model": {"name": "mnist_convnet"}, "dataset": state["dataset"],
+          "points": ["input"], "extract": {"batch_size": 50, "compression": None, "compression_level": 1,
+                                           "shuffle": False}}  # fmt: skip
+    with pytest.raises(CheckpointError, match=f"{checkpoint}: experiment is 't', expected 'other'"):
+        extract({**ex, "experiment": "other"}, checkpoint, mnist_dir, tmp_path / "a.h5")
+    with pytest.raises(CheckpointError, match=f"{checkpoint}: model fingerprint .* does not match"):
+        extract({**ex, "model": {"name": "mnist_convnet", "fc_units": 256}}, checkpoint, mnist_dir, tmp_path / "b.h5")
+    assert list(tmp_path.iterdir()) == []
