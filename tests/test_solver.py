@@ -90,6 +90,33 @@ def test_probe_with_subsampled_grid_chooses_c_on_all_rows_and_ends_at_the_optimu
     assert probe.train_error_ == pytest.approx(1 - probe.score(x, y))
 
 
+def low_rank(n, seed, rank=15, d=240):
+    """Wide rows that are a linear map of ``rank`` latent features (as a convolution's
+    pre-activations are of its input), with offsets; labels from the latent features."""
+    mixing = np.random.default_rng(0).normal(size=(rank, d)) * np.random.default_rng(1).uniform(0.1, 5, d)
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, rank))
+    y = np.argmax(latent[:, :3] * 2 + rng.gumbel(size=(n, 3)), axis=1)
+    return (latent @ mixing + 3.0).astype(np.float32), y
+
+
+@pytest.mark.parametrize("C", [1e-2, 1.0])
+def test_wide_low_rank_rows_are_fitted_on_their_row_space_at_the_full_optimum(C):
+    x, y = low_rank(1500, seed=2)
+    xv, yv = low_rank(500, seed=3)
+    probe = LinearProbe(Cs=[C], solver="preconditioned_lbfgs", tol=1e-7, max_iter=5000, whiten_max_width=100,
+                        reduce_rows=300).fit(x, y, xv, yv)  # fmt: skip
+    assert probe.reduced_rank_ == 15 and probe.coef_.shape == (3, 240)
+    mean, scale, _ = feature_stats(Rows(x), False)
+    xs = (x - mean) / scale
+    _, best = reference(xs, y, C)  # scikit-learn on all 240 standardised columns
+    coef_std, intercept_std = probe.coef_ * scale, probe.intercept_ + probe.coef_ @ mean
+    assert (objective(coef_std, intercept_std, xs, y, C) - best) / best < 1e-4
+    # full-rank wide rows (a nonlinearity of the same) are fitted on every column
+    full = LinearProbe(Cs=[C], solver="preconditioned_lbfgs", whiten_max_width=100, reduce_rows=300)
+    assert full.fit(np.maximum(x - 3.0, 0), y, np.maximum(xv - 3.0, 0), yv).reduced_rank_ is None
+
+
 def test_out_of_core_fit_equals_in_memory_fit(tmp_path):
     x, y = correlated(2000, d=40, k=3, seed=3)
     xv, yv = correlated(600, d=40, k=3, seed=3)

@@ -33,12 +33,21 @@ from sklearn.linear_model import LogisticRegression
 
 from .activations import open_point, write_json
 from .atomic import atomic_output
-from .solver import Preconditioner, Rows, feature_stats, fit_logistic, loss_hessian
+from .solver import (
+    Preconditioner,
+    Rows,
+    feature_stats,
+    fit_logistic,
+    loss_hessian,
+    project_rows,
+    row_space_basis,
+)
 
 log = logging.getLogger(__name__)
 SKLEARN_SOLVERS = ("lbfgs", "sag", "saga")
 SOLVERS = (*SKLEARN_SOLVERS, "preconditioned_lbfgs")
 ROUGH_TOL = 1e-3  # gradient tolerance of a cold fit's first, curvature-measuring stage
+REDUCE_MAX_RESIDUAL = 1e-3  # relative norm of the training rows a row-space basis may miss
 
 
 def as_rows(x) -> Rows:
@@ -106,8 +115,11 @@ class LinearProbe:
     without validation improvement before the walk stops; ``None`` walks the
     whole grid); ``random_state``; for ``preconditioned_lbfgs`` only,
     ``select_rows`` (first walk the grid on this many training rows, then on all
-    from the C chosen there; 0 for all rows throughout) and ``whiten_max_width``
-    (plain standardisation above this width).
+    from the C chosen there; 0 for all rows throughout), ``whiten_max_width``
+    (plain standardisation above this width), ``curvature_max_params``,
+    ``curvature_rows`` and ``reduce_rows`` (above ``whiten_max_width``, fit on the
+    row space of the standardised training rows when this many random rows show
+    it is of clearly lower rank, as for a linear map of a narrower layer; 0: never).
     """
 
     def __init__(
@@ -123,6 +135,7 @@ class LinearProbe:
         whiten_max_width: int = 4096,
         curvature_max_params: int = 3000,
         curvature_rows: int = 4000,
+        reduce_rows: int = 2000,
     ) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"solver: {solver!r}; expected one of {list(SOLVERS)}")
@@ -130,6 +143,7 @@ class LinearProbe:
         self.standardize, self.patience, self.random_state = standardize, patience, random_state
         self.select_rows, self.whiten_max_width = select_rows, whiten_max_width
         self.curvature_max_params, self.curvature_rows = curvature_max_params, curvature_rows
+        self.reduce_rows = reduce_rows
 
     def fit(self, x, y: np.ndarray, x_val, y_val: np.ndarray, copy: bool = True) -> LinearProbe:
         """Fit one probe per C on ``(x, y)``; keep the one with the lowest validation error.
@@ -145,6 +159,7 @@ class LinearProbe:
             raise ValueError("Cs: empty grid; expected at least one C > 0")
         t0 = time.time()
         self.path_: list[dict] = []
+        self.reduced_rank_: int | None = None
         self.classes_, y_index = np.unique(y, return_inverse=True)
         rows = as_rows(x)
         if self.solver in SKLEARN_SOLVERS:
@@ -157,20 +172,29 @@ class LinearProbe:
             train = metrics(*best["solution"]["std"], self.classes_, x, y)
         else:
             mean, scale, cov = self._stats(rows, rows.d <= self.whiten_max_width)
-            base = Preconditioner(cov=cov)
             rng = np.random.default_rng(self.random_state)
-            sub_rows, sub_y = rows, y_index
+            fit_rows, fit_mean, fit_scale, basis = rows, mean, scale, None
+            if rows.d > self.whiten_max_width and self.reduce_rows > 0:  # look for a lower-rank row space
+                fit_rows, fit_mean, fit_scale, cov, basis = self._reduce(rows, mean, scale, cov, rng)
+
+            def to_raw(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                return unstandardise((w if basis is None else basis @ w).T, b, mean, scale)
+
+            base = Preconditioner(cov=cov)
+            sub_rows, sub_y = fit_rows, y_index
             if 0 < self.select_rows < rows.n:  # walk the grid on a random subsample
                 pick = np.sort(rng.choice(rows.n, self.select_rows, replace=False))
-                sub_rows, sub_y = Rows(rows.take(pick)), y_index[pick]
+                sub_rows, sub_y = Rows(fit_rows.take(pick)), y_index[pick]
             hessian_x = None  # rows to measure the loss Hessian on, where it is affordable
-            if (rows.d + 1) * (1 if len(self.classes_) == 2 else len(self.classes_)) <= self.curvature_max_params:
+            if (fit_rows.d + 1) * (1 if len(self.classes_) == 2 else len(self.classes_)) <= self.curvature_max_params:
                 m = min(self.curvature_rows, sub_rows.n)
                 hessian_x = sub_rows.take(np.sort(rng.choice(sub_rows.n, m, replace=False)))
-            fitter = self._preconditioned_fitter(sub_rows, sub_y, rows.n, mean, scale, base, hessian_x)
+            fitter = self._preconditioned_fitter(sub_rows, sub_y, rows.n, fit_mean, fit_scale, base, hessian_x, to_raw)
             best = self._walk(fitter, x_val, y_val)
-            if sub_rows is not rows:  # walk again on every row, from the subsample's choice and optimum
-                fitter = self._preconditioned_fitter(rows, y_index, rows.n, mean, scale, base, hessian_x)
+            if sub_rows is not fit_rows:  # walk again on every row, from the subsample's choice and optimum
+                fitter = self._preconditioned_fitter(
+                    fit_rows, y_index, rows.n, fit_mean, fit_scale, base, hessian_x, to_raw
+                )
                 best = self._walk(fitter, x_val, y_val, best["C"], best["solution"])
             train = metrics(best["solution"]["coef"], best["solution"]["intercept"], self.classes_, rows, y)
         self.C_, self.n_iter_, self.converged_ = best["C"], best["n_iter"], best["converged"]
@@ -179,6 +203,28 @@ class LinearProbe:
         self.train_error_, self.train_loss_ = train
         self.fit_seconds_ = time.time() - t0
         return self
+
+    def _reduce(self, rows: Rows, mean, scale, cov, rng) -> tuple:
+        """``rows`` on an orthonormal basis of their standardised row space, if ``reduce_rows``
+        random rows show it is of clearly lower rank and every row lies in it: the rows,
+        mean, scale (0 and 1: nothing to standardise), covariance and basis to fit with
+        (``rows`` and the rest unchanged, basis ``None``, otherwise). Sets ``reduced_rank_``."""
+        pick = np.sort(rng.choice(rows.n, min(self.reduce_rows, rows.n), replace=False))
+        basis = row_space_basis(rows.take(pick), mean, scale)
+        if basis is None:
+            return rows, mean, scale, cov, None
+        z, residual = project_rows(rows, mean, scale, basis)
+        if residual > REDUCE_MAX_RESIDUAL:
+            log.info("row space of rank %d misses %.2g of the training rows: fitting all %d columns",
+                     basis.shape[1], residual, rows.d)  # fmt: skip
+            return rows, mean, scale, cov, None
+        r = basis.shape[1]
+        log.info("training rows span %d of %d dimensions (residual %.1e): fitting on that basis", r, rows.d, residual)
+        self.reduced_rank_ = r
+        z_rows = Rows(z)
+        _, z_scale, z_cov = feature_stats(z_rows, r <= self.whiten_max_width)
+        z_cov = None if z_cov is None else z_cov * np.outer(z_scale, z_scale)  # of the columns as they are
+        return z_rows, np.zeros(r), np.ones(r), z_cov, basis
 
     def _stats(self, rows: Rows, covariance: bool):
         """Standardisation (mean, scale) and the preconditioner's covariance (if asked)."""
@@ -251,10 +297,12 @@ class LinearProbe:
 
         return fit
 
-    def _preconditioned_fitter(self, rows: Rows, y_index, n_train: int, mean, scale, base, hessian_x) -> Fitter:
+    def _preconditioned_fitter(
+        self, rows: Rows, y_index, n_train: int, mean, scale, base, hessian_x, to_raw: Callable
+    ) -> Fitter:
         """``solver.fit_logistic`` on ``rows`` at the per-row regularisation of ``n_train`` rows.
         A cold fit uses ``base``; a warm one, given ``hessian_x``, the loss Hessian at its
-        start measured on those rows."""
+        start measured on those rows. ``to_raw`` maps the solution to raw-feature weights."""
         curvature = hessian_x is not None
 
         def solve(C: float, precond: Preconditioner, init, tol: float) -> tuple:
@@ -267,7 +315,7 @@ class LinearProbe:
                 *init, n_first, _, _ = solve(C, base, None, max(self.tol, ROUGH_TOL))
             precond = Preconditioner(hessian=loss_hessian(hessian_x, *init, mean, scale)) if curvature else base
             w, b, n_iter, converged, _ = solve(C, precond, init, self.tol)
-            coef, intercept = unstandardise(w.T, b, mean, scale)
+            coef, intercept = to_raw(w, b)
             return {"coef": coef, "intercept": intercept, "std": (w, b)}, n_first + n_iter, converged, rows.n
 
         return fit
@@ -340,7 +388,7 @@ def fit_point(settings: dict, activations: Path) -> tuple[dict, dict[str, np.nda
                             "no probe fitted; errors are those of the class-prior classifier (chance level)")  # fmt: skip
             classes = np.unique(y)
             intercept = log_prior(classes, y)
-            fit = {"C": np.nan, "n_iter": 0, "converged": True, "fit_seconds": 0.0, "path": []}
+            fit = {"C": np.nan, "n_iter": 0, "converged": True, "fit_seconds": 0.0, "path": [], "reduced_rank": None}
             for split, labels in (("train", y), ("val", y_val), ("test", y_test)):  # scored without features
                 fit[f"{split}_error"], fit[f"{split}_loss"] = metrics(np.zeros((len(intercept), 0)), intercept, classes,
                                                                       np.zeros((len(labels), 0), np.float32), labels)  # fmt: skip
@@ -350,7 +398,8 @@ def fit_point(settings: dict, activations: Path) -> tuple[dict, dict[str, np.nda
             classes = probe.classes_
             fit = {"C": probe.C_, "n_iter": probe.n_iter_, "converged": probe.converged_, "path": probe.path_,
                    "fit_seconds": probe.fit_seconds_, "train_error": probe.train_error_, "train_loss": probe.train_loss_,
-                   "val_error": probe.val_error_, "val_loss": probe.val_loss_}  # fmt: skip
+                   "val_error": probe.val_error_, "val_loss": probe.val_loss_,
+                   "reduced_rank": probe.reduced_rank_}  # fmt: skip
             fit["test_error"], fit["test_loss"] = probe.error_and_loss(Rows(test), y_test)
             weights = {"coef": probe.coef_, "intercept": probe.intercept_}
             if constant:

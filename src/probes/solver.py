@@ -86,6 +86,39 @@ def feature_stats(rows: Rows, covariance: bool) -> tuple[np.ndarray, np.ndarray,
     return mean, scale, cov
 
 
+def row_space_basis(sample: np.ndarray, mean, scale, rtol: float = 1e-5) -> np.ndarray | None:
+    """An orthonormal basis ``(d, r)`` of the span of the standardised rows of ``sample``, when
+    they are clearly rank deficient (``r`` below 90% of both the rows and the columns), else ``None``.
+
+    For an L2-regularised linear probe this is a lossless reduction: the optimum's
+    standardised weights lie in the row space of the standardised training data
+    (every gradient does), so if these rows span it, fitting ``z = x_s V`` with
+    the same penalty gives the same objective with ``W = V W_z``. Directions whose
+    singular value is below ``rtol`` of the largest are float32 rounding and dropped.
+    """
+    xs = (sample.astype(np.float64) - mean) / scale
+    values, vectors = np.linalg.eigh(xs @ xs.T)  # the Gram matrix of the rows: m x m, not d x d
+    keep = values > rtol**2 * values.max()
+    if keep.sum() >= 0.9 * min(sample.shape):
+        return None
+    basis = xs.T @ (vectors[:, keep] / np.sqrt(values[keep]))
+    return np.linalg.qr(basis)[0]  # re-orthonormalised against rounding
+
+
+def project_rows(rows: Rows, mean, scale, basis: np.ndarray) -> tuple[np.ndarray, float]:
+    """``x_s V`` for every row (float32, in memory), and the relative Frobenius norm of what
+    ``V`` misses: ``||x_s - x_s V V^T|| / ||x_s||`` (0 when the rows lie in its span)."""
+    z = np.empty((rows.n, basis.shape[1]), np.float32)
+    basis32 = basis.astype(np.float32)
+    total = kept = 0.0
+    for sl, block in rows:
+        xs = (block - mean.astype(np.float32)) / scale.astype(np.float32)
+        z[sl] = xs @ basis32
+        total += float(np.einsum("ij,ij->", xs, xs, dtype=np.float64))
+        kept += float(np.einsum("ij,ij->", z[sl], z[sl], dtype=np.float64))
+    return z, float(np.sqrt(max(total - kept, 0.0) / total)) if total > 0 else 0.0
+
+
 class Preconditioner:
     """An invertible ``P``; L-BFGS runs on ``u`` with parameters ``theta = P u``.
 
