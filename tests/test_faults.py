@@ -81,7 +81,7 @@ def test_killed_training_job_resumes_from_its_snapshot_bit_for_bit(tmp_path, mni
     ck.mkdir()
     out, snapshot = ck / f"step{target}.pt", ck / f"step{target}.resume.pt"
     cmd = cli("train", "--settings", json.dumps(s), "--data-dir", str(mnist_dir), "--step", str(target),
-              "--resume-dir", str(ck), "--snapshot-minutes", "0", "--out", str(out))  # fmt: skip
+              "--resume-dir", str(ck), "--snapshot-seconds", "0", "--out", str(out))  # fmt: skip
     kill_when(cmd, snapshot.exists, tmp_path / "killed.log")  # mid-training, after the first epoch's snapshot
     assert not out.exists()
     killed_at = load_checkpoint(snapshot, s)["step"]

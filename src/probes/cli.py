@@ -43,7 +43,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         start = latest_checkpoint(Path(a.resume_dir), settings, a.step)
         logging.getLogger("probes").info("resuming from %s", start or "initialisation (no earlier checkpoint)")
     snapshot = snapshot_path(Path(a.resume_dir), a.step) if a.resume_dir else None
-    train_segment(settings, Path(a.data_dir), a.step, Path(a.out), start, snapshot, 60 * a.snapshot_minutes)
+    train_segment(settings, Path(a.data_dir), a.step, Path(a.out), start, snapshot, a.snapshot_seconds)
 
 
 def cmd_extract(a: argparse.Namespace) -> None:
@@ -108,9 +108,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--resume-dir",
         help="continue from the latest compatible checkpoint before --step found here (or this job's resume "
-        "snapshot, step<step>.resume.pt, kept there every --snapshot-minutes)",
+        "snapshot, step<step>.resume.pt, kept there every --snapshot-seconds)",
     )
-    s.add_argument("--snapshot-minutes", type=float, default=10.0, help="0: a resume snapshot every epoch")
+    s.add_argument("--snapshot-seconds", type=float, default=600.0, help="0: a resume snapshot every epoch")
     s.add_argument("--out", required=True)
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_train)

@@ -10,6 +10,7 @@ rule probe_benchmark:
     params:
         cases=lambda wc: " ".join(f"--case {shlex.quote(f'{n}={p}:{pt}')}" for n, p, pt in benchmark_cases()),
         settings=lambda wc: as_json({n: EXPERIMENTS[e].probe_settings(pt) for n, e, _, pt in BENCHMARK_CASES}),
+        script=f"{workflow.basedir}/benchmarks/probe_benchmark.py",
         timeout=1800,
         out_of_core="convnet_trained/fc1_postact",  # streaming a wider layer re-reads GBs per iteration
     log:
@@ -21,6 +22,6 @@ rule probe_benchmark:
         mem_mb=16000,
         runtime=24 * 60,
     shell:
-        "python {workflow.basedir}/benchmarks/probe_benchmark.py --probe-settings {params.settings:q}"
+        "python {params.script} --probe-settings {params.settings:q}"
         " {params.cases} --timeout {params.timeout}"
-        " --out-of-core {params.out_of_core} --out {BENCHMARK_OUT} > {log} 2>&1"
+        " --out-of-core {params.out_of_core} --out $(dirname {output.table}) > {log} 2>&1"

@@ -24,8 +24,8 @@ EXPERIMENTS = {name: Experiment(name, config) for name in config["experiments"]}
 # each rule's params carry the digest of the code its stage runs (src/probes/provenance.py)
 CODE = {stage: stage_digest(stage) for stage in STAGE_MODULES}
 RUN = f"{RESULTS}/{{experiment}}/r{{repeat}}"
-# a training job saves a resume snapshot this often (not a param: changing it reruns nothing)
-SNAPSHOT_MINUTES = config.get("snapshot_minutes", 10)
+# a training job saves a resume snapshot this often
+SNAPSHOT_SECONDS = round(60 * config.get("snapshot_minutes", 10))
 
 
 wildcard_constraints:

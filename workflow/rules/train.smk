@@ -15,7 +15,10 @@ rule train:
     resources:
         mem_mb=3000,
         runtime=120,
+        # how often to save a resume snapshot: how the job runs, not what it makes (a resource,
+        # so changing it reruns nothing; also --set-resources train:snapshot_seconds=N)
+        snapshot_seconds=SNAPSHOT_SECONDS,
     shell:
         "probes train --settings {params.settings:q} --data-dir {params.data_dir} --step {wildcards.step}"
-        " --resume-dir $(dirname {output}) --snapshot-minutes {SNAPSHOT_MINUTES}"
+        " --resume-dir $(dirname {output}) --snapshot-seconds {resources.snapshot_seconds}"
         " --out {output} --threads {threads} > {log} 2>&1"
