@@ -68,14 +68,6 @@ def test_reader_refuses_incomplete_damaged_or_foreign_files(extracted, tmp_path)
         f.attrs["complete"] = False
     with pytest.raises(ActivationError, match="not marked complete"):
         read_point(incomplete, "train", "input")
-    flipped = tmp_path / "flipped.h5"  # one byte of one compressed chunk changed on disk
-    raw = bytearray(path.read_bytes())
-    with h5py.File(path, "r") as f:
-        chunk = f["train/conv1_preact"].id.get_chunk_info(0)
-    raw[chunk.byte_offset + chunk.size // 2] ^= 0x01
-    flipped.write_bytes(raw)
-    with pytest.raises(ActivationError, match=f"{flipped}: train/conv1_preact is damaged"):
-        read_point(flipped, "train", "conv1_preact")
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ActivationError, match=str(truncated)):
@@ -93,3 +85,20 @@ def test_extraction_refuses_a_checkpoint_of_another_experiment_or_model(extracte
     with pytest.raises(CheckpointError, match=f"{checkpoint}: model fingerprint .* does not match"):
         extract({**ex, "model": {"name": "mnist_convnet", "fc_units": 256}}, checkpoint, mnist_dir, tmp_path / "b.h5")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_byte_damaged_on_disk_fails_the_read_naming_file_and_dataset(extracted, tmp_path, mnist_dir):
+    path, state, _, _ = extracted
+    ex = {"experiment": "t", "repeat": 0, "model": {"name": "mnist_convnet"}, "dataset": state["dataset"],
+          "points": ["input", "fc1_postact"], "extract": {"batch_size": 100, "compression": None,
+                                                          "compression_level": 1, "shuffle": False}}  # fmt: skip
+    extract(ex, path.parent / "ck.pt", mnist_dir, tmp_path / "plain.h5")  # uncompressed: only the checksum can tell
+    raw = bytearray((tmp_path / "plain.h5").read_bytes())
+    with h5py.File(tmp_path / "plain.h5") as f:
+        assert f["train/fc1_postact"].fletcher32 and f["train/labels"].fletcher32
+        chunk = f["train/fc1_postact"].id.get_chunk_info(0)
+    raw[chunk.byte_offset + chunk.size // 2] ^= 0x01
+    (tmp_path / "flipped.h5").write_bytes(raw)
+    with pytest.raises(ActivationError, match=f"{tmp_path / 'flipped.h5'}: train/fc1_postact is damaged"):
+        read_point(tmp_path / "flipped.h5", "train", "fc1_postact")
+    assert read_point(tmp_path / "flipped.h5", "val", "fc1_postact")[0].shape == (70, 512)  # the rest reads

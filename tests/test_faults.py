@@ -8,6 +8,7 @@ import csv
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,18 +44,21 @@ def cli(*args: str) -> list[str]:
 
 
 def kill_when(cmd: list[str], ready, log: Path, timeout: float = 120) -> None:
-    """Start ``cmd`` in its own process group, SIGKILL the group once ``ready()`` holds."""
+    """Start ``cmd`` in its own process group, SIGKILL the group once ``ready()`` holds
+    (and in any case before returning)."""
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + timeout
-    while not ready():
-        if proc.poll() is not None:
-            pytest.fail(f"{cmd[3:5]} ended (exit {proc.returncode}) before the moment to kill it:\n{log.read_text()}")
-        if time.time() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"{cmd[3:5]}: not ready after {timeout} s")
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        while not ready():
+            if proc.poll() is not None:
+                pytest.fail(f"{cmd[3:5]} ended (exit {proc.returncode}) before the moment to kill it:\n{log.read_text()}")
+            if time.time() > deadline:
+                pytest.fail(f"{cmd[3:5]}: not ready after {timeout} s")
+            time.sleep(0.02)
+        assert proc.poll() is None, "finished before the kill"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
 
 
@@ -154,7 +158,7 @@ def test_full_disk_during_extraction_is_reported_and_leaves_no_file(tmp_path, mn
         setitem(self, key, value)
 
     monkeypatch.setattr(h5py.Dataset, "__setitem__", fill_up)
-    with pytest.raises(DiskFullError, match=f"{out}: disk full while writing it"):
+    with pytest.raises(DiskFullError, match=re.escape(f"{out}: disk full (or over quota) while writing it")):
         extract(ex, tmp_path / "step0.pt", mnist_dir, out)
     assert list(out.parent.iterdir()) == []
 
@@ -177,7 +181,7 @@ def test_full_tmpfs_during_extraction_is_reported_and_leaves_no_file(tmp_path, m
                                  "--data-dir", str(mnist_dir), "--out", str(out), "--metrics-out", str(disk / "m.json")),
                              capture_output=True, text=True, timeout=300)  # fmt: skip
         assert run.returncode == 1, run.stderr[-2000:]  # an error exit, not a crash
-        assert f"DiskFullError: [Errno 28] {out}: disk full while writing it" in run.stderr
+        assert f"DiskFullError: [Errno 28] {out}: disk full (or over quota) while writing it" in run.stderr
         assert list(disk.iterdir()) == []
     finally:
         subprocess.run(["umount", str(disk)], check=True)
@@ -193,16 +197,21 @@ def test_killed_workflow_is_locked_against_a_second_and_reruns_to_the_same_resul
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     targets = ["results/tiny_mlp_plain/probes.csv", "results/tiny_mlp_plain/model.csv"]  # the quickest chain
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path)]
-    probe_logs = tmp_path / "results/logs/probe/tiny_mlp_plain"
+    probe_logs, locks = tmp_path / "results/logs/probe/tiny_mlp_plain", tmp_path / ".snakemake/locks"
+    refused = []
 
-    def probing_and_locked_out() -> bool:  # probe jobs running: then a second workflow must be refused
-        if not (probe_logs.exists() and any(probe_logs.rglob("*.log"))):
+    def ready() -> bool:
+        """First, as soon as the run holds its lock (all its jobs ahead), a second workflow on the
+        same directory must be refused; then kill once probe jobs run."""
+        if not refused:
+            if locks.is_dir() and any(locks.iterdir()):
+                second = snakemake(tmp_path, "--cores", "1", *targets)
+                assert second.returncode != 0 and "Directory cannot be locked" in second.stderr, second.stderr[-2000:]
+                refused.append(second)
             return False
-        second = snakemake(tmp_path, "--cores", "1", *targets)
-        assert second.returncode != 0 and "Directory cannot be locked" in second.stderr, second.stderr[-2000:]
-        return True
+        return probe_logs.exists() and any(probe_logs.rglob("*.log"))
 
-    kill_when([*cmd, "--cores", "2", *targets], probing_and_locked_out, tmp_path / "killed.log", timeout=600)
+    kill_when([*cmd, "--cores", "2", *targets], ready, tmp_path / "killed.log", timeout=600)
     assert not (tmp_path / targets[0]).exists()
     stale = snakemake(tmp_path, "--cores", "2", *targets)  # the killed run's lock is still there
     assert stale.returncode != 0 and "Directory cannot be locked" in stale.stderr

@@ -1,3 +1,4 @@
+import struct
 import zipfile
 
 import pytest
@@ -98,7 +99,8 @@ def test_checkpoint_checks(tmp_path, mnist_dir):
     raw = bytearray((tmp_path / "s0.pt").read_bytes())
     with zipfile.ZipFile(tmp_path / "s0.pt") as z:
         entry = max(z.infolist(), key=lambda i: i.file_size)  # the largest tensor's storage
-    raw[entry.header_offset + 200 + entry.file_size // 2] ^= 0x01  # past its local header, mid-data
+    name_len, extra_len = struct.unpack("<HH", raw[entry.header_offset + 26 : entry.header_offset + 30])
+    raw[entry.header_offset + 30 + name_len + extra_len + entry.file_size // 2] ^= 0x01  # mid-data
     (tmp_path / "flipped.pt").write_bytes(raw)
     with pytest.raises(CheckpointError, match=f"{tmp_path / 'flipped.pt'}: damaged: its tensors do not match"):
         load_checkpoint(tmp_path / "flipped.pt")

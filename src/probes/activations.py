@@ -38,11 +38,32 @@ def write_json(obj: dict, path: Path) -> None:
         tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
+class CheckedDataset:
+    """An HDF5 dataset whose read errors (a checksum mismatch, a truncated chunk) name its
+    file and dataset: ``shape``, ``dtype``, ``nbytes``, slicing and ``read_direct``."""
+
+    def __init__(self, ds: h5py.Dataset, where: str) -> None:
+        self._ds, self.where = ds, where
+        self.shape, self.dtype, self.nbytes = ds.shape, ds.dtype, ds.nbytes
+
+    def _read(self, read, *args):
+        try:
+            return read(*args)
+        except OSError as exc:
+            raise ActivationError(f"{self.where} is damaged ({exc})") from exc
+
+    def __getitem__(self, key) -> np.ndarray:
+        return self._read(self._ds.__getitem__, key)
+
+    def read_direct(self, out: np.ndarray) -> None:
+        self._read(self._ds.read_direct, out)
+
+
 @contextmanager
 def open_point(
     path: Path, split: str, point: str, expect: dict | None = None
-) -> Iterator[tuple[h5py.Dataset, np.ndarray]]:
-    """The checked HDF5 dataset ``(n, width)`` and labels ``(n,)`` of one split and point, file kept open.
+) -> Iterator[tuple[CheckedDataset, np.ndarray]]:
+    """The checked dataset ``(n, width)`` and labels ``(n,)`` of one split and point, file kept open.
 
     ``expect`` maps file attributes (e.g. ``model_fingerprint``) to the values
     they must have.
@@ -64,13 +85,11 @@ def open_point(
             raise ActivationError(
                 f"{path}: no dataset {name!r}; it has {sorted(f[split]) if split in f else sorted(f)}"
             )
-        try:
-            ds, labels = f[name], f[f"{split}/labels"][:]
-            if ds.shape[0] != len(labels):
-                raise ActivationError(f"{path}: {name} has {ds.shape[0]} rows but {len(labels)} labels")
-            yield ds, labels
-        except OSError as exc:  # HDF5 read errors, checksum mismatches among them
-            raise ActivationError(f"{path}: {name} is damaged ({exc})") from exc
+        ds = CheckedDataset(f[name], f"{path}: {name}")
+        labels = CheckedDataset(f[f"{split}/labels"], f"{path}: {split}/labels")[:]
+        if ds.shape[0] != len(labels):
+            raise ActivationError(f"{path}: {name} has {ds.shape[0]} rows but {len(labels)} labels")
+        yield ds, labels
 
 
 def read_point(path: Path, split: str, point: str, expect: dict | None = None) -> tuple[np.ndarray, np.ndarray]:

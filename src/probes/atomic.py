@@ -14,10 +14,18 @@ class DiskFullError(OSError):
     """No space left on the device an output was being written to."""
 
 
-def disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` reports a full disk (HDF5 may raise it as a RuntimeError from closing
-    the file, the errno in its message only)."""
-    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
+FULL = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded"}
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from or while handling, reports a full
+    disk or quota (HDF5 raises it as a RuntimeError from closing the file, the errno in its
+    message only)."""
+    while exc is not None:
+        if (isinstance(exc, OSError) and exc.errno in FULL) or any(m in str(exc) for m in FULL.values()):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 @contextmanager
@@ -42,8 +50,9 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
         free = shutil.disk_usage(path.parent).free / 2**20
         raise DiskFullError(
             errno.ENOSPC,
-            f"{path}: disk full while writing it ({free:.1f} MB left on the file system of {path.parent}); "
-            "the partial file was removed: free some space (or point `results` elsewhere) and rerun",
+            f"{path}: disk full (or over quota) while writing it; the partial file was removed, after which "
+            f"{free:.1f} MB are free on the file system of {path.parent}: free some space (or point `results` "
+            "elsewhere) and rerun",
         ) from exc
     finally:
         tmp.unlink(missing_ok=True)

@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("probes").exception("%s: %s", type(exc).__name__, exc)
         logging.shutdown()
         if isinstance(exc, DiskFullError):  # HDF5's exit handlers crash on a file whose writes failed
+            sys.stdout.flush()
+            sys.stderr.flush()
             os._exit(1)
         raise SystemExit(1) from exc
 

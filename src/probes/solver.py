@@ -99,7 +99,7 @@ def row_space_basis(sample: np.ndarray, mean, scale, rtol: float = 1e-5) -> np.n
     xs = (sample.astype(np.float64) - mean) / scale
     values, vectors = np.linalg.eigh(xs @ xs.T)  # the Gram matrix of the rows: m x m, not d x d
     keep = values > rtol**2 * values.max()
-    if keep.sum() >= 0.9 * min(sample.shape):
+    if not keep.any() or keep.sum() >= 0.9 * min(sample.shape):  # constant rows: nothing to reduce
         return None
     basis = xs.T @ (vectors[:, keep] / np.sqrt(values[keep]))
     return np.linalg.qr(basis)[0]  # re-orthonormalised against rounding

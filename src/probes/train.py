@@ -54,9 +54,10 @@ def epoch_order(seed: int, repeat: int, epoch: int, n: int) -> np.ndarray:
 
 
 def tensor_digest(state: dict) -> str:
-    """SHA-256 of the model's and the optimizer's tensors (torch does not checksum what it loads)."""
+    """SHA-256 of the model's and the optimizer's tensors and the RNG state (torch does not
+    checksum what it loads)."""
     h = hashlib.sha256()
-    tensors = [*state["state_dict"].items()]
+    tensors = [*state["state_dict"].items(), ("torch_rng", state["torch_rng"])]
     for key, group in sorted(state["optimizer"]["state"].items()):
         tensors += [(f"opt.{key}.{name}", t) for name, t in sorted(group.items()) if torch.is_tensor(t)]
     for name, t in tensors:
