@@ -14,9 +14,11 @@ features): scikit-learn's own (``lbfgs``, ``sag``, ``saga``), and
 feature covariance, reading rows from memory or streaming them from HDF5. The
 latter may first walk the grid on a random subsample of ``select_rows``
 training rows (at the full data's per-row regularisation), then walk it again on
-every row starting from the subsample's choice and solution: fewer rows prefer
-stronger regularisation, so the subsample gives the start, not the answer. The stored ``coef_`` /
-``intercept_`` act on raw (unstandardised) features.
+every row starting from the subsample's choice and solution (fewer rows prefer
+stronger regularisation, so the subsample gives the start, not the answer), that
+walk's fits to the rough tolerance ``ROUGH_TOL`` only, and refit the chosen C on
+every row to ``tol``. The stored ``coef_`` / ``intercept_`` act on raw
+(unstandardised) features.
 """
 
 from __future__ import annotations
@@ -189,13 +191,15 @@ class LinearProbe:
             if (fit_rows.d + 1) * (1 if len(self.classes_) == 2 else len(self.classes_)) <= self.curvature_max_params:
                 m = min(self.curvature_rows, sub_rows.n)
                 hessian_x = sub_rows.take(np.sort(rng.choice(sub_rows.n, m, replace=False)))
-            fitter = self._preconditioned_fitter(sub_rows, sub_y, rows.n, fit_mean, fit_scale, base, hessian_x, to_raw)
-            best = self._walk(fitter, x_val, y_val)
-            if sub_rows is not fit_rows:  # walk again on every row, from the subsample's choice and optimum
-                fitter = self._preconditioned_fitter(
-                    fit_rows, y_index, rows.n, fit_mean, fit_scale, base, hessian_x, to_raw
-                )
+            stats = (fit_mean, fit_scale, base, hessian_x, to_raw)
+            best = self._walk(self._preconditioned_fitter(sub_rows, sub_y, rows.n, *stats, self.tol), x_val, y_val)
+            if sub_rows is not fit_rows:  # walk again on every row, from the subsample's choice and optimum,
+                rough = max(self.tol, ROUGH_TOL)  # to the rough tolerance, then refit the chosen C to tol
+                fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, rough)
                 best = self._walk(fitter, x_val, y_val, best["C"], best["solution"])
+                if rough > self.tol:
+                    fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, self.tol)
+                    best = self._fit_and_record(fitter, best["C"], best["solution"], x_val, y_val)
             train = metrics(best["solution"]["coef"], best["solution"]["intercept"], self.classes_, rows, y)
         self.C_, self.n_iter_, self.converged_ = best["C"], best["n_iter"], best["converged"]
         self.val_error_, self.val_loss_ = best["val_error"], best["val_loss"]
@@ -298,11 +302,12 @@ class LinearProbe:
         return fit
 
     def _preconditioned_fitter(
-        self, rows: Rows, y_index, n_train: int, mean, scale, base, hessian_x, to_raw: Callable
+        self, rows: Rows, y_index, n_train: int, mean, scale, base, hessian_x, to_raw: Callable, tol: float
     ) -> Fitter:
-        """``solver.fit_logistic`` on ``rows`` at the per-row regularisation of ``n_train`` rows.
-        A cold fit uses ``base``; a warm one, given ``hessian_x``, the loss Hessian at its
-        start measured on those rows. ``to_raw`` maps the solution to raw-feature weights."""
+        """``solver.fit_logistic`` on ``rows`` at the per-row regularisation of ``n_train`` rows,
+        to gradient tolerance ``tol``. A cold fit uses ``base``; a warm one, given
+        ``hessian_x``, the loss Hessian at its start measured on those rows. ``to_raw``
+        maps the solution to raw-feature weights."""
         curvature = hessian_x is not None
 
         def solve(C: float, precond: Preconditioner, init, tol: float) -> tuple:
@@ -312,9 +317,9 @@ class LinearProbe:
         def fit(C: float, start) -> tuple[dict, int, bool, int]:
             init, n_first = None if start is None else start["std"], 0
             if curvature and init is None:  # a cold fit: a rough optimum first, to measure the curvature at
-                *init, n_first, _, _ = solve(C, base, None, max(self.tol, ROUGH_TOL))
+                *init, n_first, _, _ = solve(C, base, None, max(tol, ROUGH_TOL))
             precond = Preconditioner(hessian=loss_hessian(hessian_x, *init, mean, scale)) if curvature else base
-            w, b, n_iter, converged, _ = solve(C, precond, init, self.tol)
+            w, b, n_iter, converged, _ = solve(C, precond, init, tol)
             coef, intercept = to_raw(w, b)
             return {"coef": coef, "intercept": intercept, "std": (w, b)}, n_first + n_iter, converged, rows.n
 
