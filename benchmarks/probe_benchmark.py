@@ -147,22 +147,19 @@ def polish(x, y, start, mean, scale, cov, C, k) -> tuple[np.ndarray, np.ndarray]
     """A tight-tolerance refit from ``start`` (raw weights), to bound how far the best method is.
 
     Wider than 4,096 columns (no covariance to whiten with), on the rows' span when
-    2,000 random rows show it is of lower rank (lossless, as the project's probes do).
+    that has at most 4,096 dimensions (lossless, as the project's probes do).
     """
     from probes.probe import unstandardise
-    from probes.solver import Preconditioner, Rows, feature_stats, fit_logistic, project_rows, row_space_basis
+    from probes.solver import Preconditioner, Rows, feature_stats, fit_logistic, row_space
 
     w0 = (start[0] * scale).T
     b0 = start[1] + start[0] @ mean
-    basis = None
-    if cov is None:
-        pick = np.sort(np.random.default_rng(0).choice(len(x), min(2000, len(x)), replace=False))
-        basis = row_space_basis(x[pick], mean, scale)
-    if basis is None:
+    found = row_space(Rows(x), mean, scale, 4096) if cov is None else None
+    if found is None:
         w, b, *_ = fit_logistic(Rows(x), y, k, 1 / (C * len(y)), mean, scale, Preconditioner(cov=cov), (w0, b0),
                                 tol=1e-8, max_iter=300)  # fmt: skip
         return unstandardise(w.T, b, mean, scale)
-    z, _ = project_rows(Rows(x), mean, scale, basis)
+    z, basis = found
     _, z_scale, z_cov = feature_stats(Rows(z), True)
     r = basis.shape[1]
     w, b, *_ = fit_logistic(Rows(z), y, k, 1 / (C * len(y)), np.zeros(r), np.ones(r),

@@ -18,7 +18,10 @@ def test_output_appears_only_when_complete(tmp_path):
 def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
     out = tmp_path / "probe.json"
     out.write_text("old")
-    with pytest.raises(DiskFullError, match=re.escape(f"{out}: disk full (or over quota) while writing it")), atomic_output(out) as tmp:
+    with (
+        pytest.raises(DiskFullError, match=re.escape(f"{out}: disk full (or over quota) while writing it")),
+        atomic_output(out) as tmp,
+    ):
         tmp.write_text("half")
         raise OSError(errno.ENOSPC, "No space left on device")
     assert out.read_text() == "old" and list(tmp_path.iterdir()) == [out]

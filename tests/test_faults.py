@@ -52,7 +52,9 @@ def kill_when(cmd: list[str], ready, log: Path, timeout: float = 120) -> None:
     try:
         while not ready():
             if proc.poll() is not None:
-                pytest.fail(f"{cmd[3:5]} ended (exit {proc.returncode}) before the moment to kill it:\n{log.read_text()}")
+                pytest.fail(
+                    f"{cmd[3:5]} ended (exit {proc.returncode}) before the moment to kill it:\n{log.read_text()}"
+                )
             if time.time() > deadline:
                 pytest.fail(f"{cmd[3:5]}: not ready after {timeout} s")
             time.sleep(0.02)

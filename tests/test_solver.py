@@ -8,7 +8,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from probes.probe import LinearProbe, fit_points
-from probes.solver import Preconditioner, Rows, feature_stats, fit_logistic, loss_hessian
+from probes.solver import Preconditioner, Rows, feature_stats, fit_logistic, loss_hessian, row_space
 
 
 def correlated(n, d=30, k=3, seed=0, noise=0.15):
@@ -92,29 +92,37 @@ def test_probe_with_subsampled_grid_chooses_c_on_all_rows_and_ends_at_the_optimu
 
 def low_rank(n, seed, rank=15, d=240):
     """Wide rows that are a linear map of ``rank`` latent features (as a convolution's
-    pre-activations are of its input), with offsets; labels from the latent features."""
-    mixing = np.random.default_rng(0).normal(size=(rank, d)) * np.random.default_rng(1).uniform(0.1, 5, d)
+    pre-activations are of its input), with offsets; labels from the latent features. One
+    row in a hundred also has a rare feature of its own (as MNIST's border pixels), which
+    a sample of the rows would miss."""
+    mixing = np.random.default_rng(0).normal(size=(rank + 1, d)) * np.random.default_rng(1).uniform(0.1, 5, d)
     rng = np.random.default_rng(seed)
-    latent = rng.normal(size=(n, rank))
+    latent = rng.normal(size=(n, rank + 1))
+    latent[np.arange(n) % 100 != 7, rank] = 0.0  # the rare feature
     y = np.argmax(latent[:, :3] * 2 + rng.gumbel(size=(n, 3)), axis=1)
     return (latent @ mixing + 3.0).astype(np.float32), y
 
 
 @pytest.mark.parametrize("C", [1e-2, 1.0])
-def test_wide_low_rank_rows_are_fitted_on_their_row_space_at_the_full_optimum(C):
+def test_wide_low_rank_rows_are_fitted_on_their_span_at_the_full_optimum(C, tmp_path):
     x, y = low_rank(1500, seed=2)
     xv, yv = low_rank(500, seed=3)
-    probe = LinearProbe(Cs=[C], solver="preconditioned_lbfgs", tol=1e-7, max_iter=5000, whiten_max_width=100,
-                        reduce_rows=300).fit(x, y, xv, yv)  # fmt: skip
-    assert probe.reduced_rank_ == 15 and probe.coef_.shape == (3, 240)
+    probe = LinearProbe(Cs=[C], solver="preconditioned_lbfgs", tol=1e-7, max_iter=5000,
+                        whiten_max_width=100).fit(x, y, xv, yv)  # fmt: skip
+    assert probe.reduced_rank_ == 16 and probe.coef_.shape == (3, 240)  # the rare feature's direction too
     mean, scale, _ = feature_stats(Rows(x), False)
     xs = (x - mean) / scale
     _, best = reference(xs, y, C)  # scikit-learn on all 240 standardised columns
     coef_std, intercept_std = probe.coef_ * scale, probe.intercept_ + probe.coef_ @ mean
     assert (objective(coef_std, intercept_std, xs, y, C) - best) / best < 1e-4
-    # full-rank wide rows (a nonlinearity of the same) are fitted on every column
-    full = LinearProbe(Cs=[C], solver="preconditioned_lbfgs", whiten_max_width=100, reduce_rows=300)
+    with h5py.File(tmp_path / "x.h5", "w") as f:  # read from HDF5: the same span
+        f["x"] = x
+        z, basis = row_space(Rows(f["x"]), mean, scale, 100)
+    assert basis.shape == (240, 16) and np.allclose(z @ basis.T, xs, atol=1e-4 * np.abs(xs).max())
+    # wider spans are not reduced: full-rank rows (a nonlinearity of the same), or a span over the limit
+    full = LinearProbe(Cs=[C], solver="preconditioned_lbfgs", whiten_max_width=100)
     assert full.fit(np.maximum(x - 3.0, 0), y, np.maximum(xv - 3.0, 0), yv).reduced_rank_ is None
+    assert row_space(Rows(x), mean, scale, 15) is None
 
 
 def test_out_of_core_fit_equals_in_memory_fit(tmp_path):

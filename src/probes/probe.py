@@ -41,8 +41,7 @@ from .solver import (
     feature_stats,
     fit_logistic,
     loss_hessian,
-    project_rows,
-    row_space_basis,
+    row_space,
 )
 
 log = logging.getLogger(__name__)
@@ -119,9 +118,9 @@ class LinearProbe:
     ``select_rows`` (first walk the grid on this many training rows, then on all
     from the C chosen there; 0 for all rows throughout), ``whiten_max_width``
     (plain standardisation above this width), ``curvature_max_params``,
-    ``curvature_rows`` and ``reduce_rows`` (above ``whiten_max_width``, fit on the
-    row space of the standardised training rows when this many random rows show
-    it is of clearly lower rank, as for a linear map of a narrower layer; 0: never).
+    ``curvature_rows`` and ``reduce_rank`` (above ``whiten_max_width``, fit on an
+    orthonormal basis of the standardised training rows' span when that has at
+    most ``whiten_max_width`` dimensions, as for a linear map of a narrower layer).
     """
 
     def __init__(
@@ -137,7 +136,7 @@ class LinearProbe:
         whiten_max_width: int = 4096,
         curvature_max_params: int = 3000,
         curvature_rows: int = 4000,
-        reduce_rows: int = 2000,
+        reduce_rank: bool = True,
     ) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"solver: {solver!r}; expected one of {list(SOLVERS)}")
@@ -145,7 +144,7 @@ class LinearProbe:
         self.standardize, self.patience, self.random_state = standardize, patience, random_state
         self.select_rows, self.whiten_max_width = select_rows, whiten_max_width
         self.curvature_max_params, self.curvature_rows = curvature_max_params, curvature_rows
-        self.reduce_rows = reduce_rows
+        self.reduce_rank = reduce_rank
 
     def fit(self, x, y: np.ndarray, x_val, y_val: np.ndarray, copy: bool = True) -> LinearProbe:
         """Fit one probe per C on ``(x, y)``; keep the one with the lowest validation error.
@@ -176,8 +175,8 @@ class LinearProbe:
             mean, scale, cov = self._stats(rows, rows.d <= self.whiten_max_width)
             rng = np.random.default_rng(self.random_state)
             fit_rows, fit_mean, fit_scale, basis = rows, mean, scale, None
-            if rows.d > self.whiten_max_width and self.reduce_rows > 0:  # look for a lower-rank row space
-                fit_rows, fit_mean, fit_scale, cov, basis = self._reduce(rows, mean, scale, cov, rng)
+            if rows.d > self.whiten_max_width and self.reduce_rank:  # look for a lower-rank row space
+                fit_rows, fit_mean, fit_scale, cov, basis = self._reduce(rows, mean, scale, cov)
 
             def to_raw(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 return unstandardise((w if basis is None else basis @ w).T, b, mean, scale)
@@ -208,27 +207,24 @@ class LinearProbe:
         self.fit_seconds_ = time.time() - t0
         return self
 
-    def _reduce(self, rows: Rows, mean, scale, cov, rng) -> tuple:
-        """``rows`` on an orthonormal basis of their standardised row space, if ``reduce_rows``
-        random rows show it is of clearly lower rank and every row lies in it: the rows,
-        mean, scale (0 and 1: nothing to standardise), covariance and basis to fit with
-        (``rows`` and the rest unchanged, basis ``None``, otherwise). Sets ``reduced_rank_``."""
-        pick = np.sort(rng.choice(rows.n, min(self.reduce_rows, rows.n), replace=False))
-        basis = row_space_basis(rows.take(pick), mean, scale)
-        if basis is None:
+    def _reduce(self, rows: Rows, mean, scale, cov) -> tuple:
+        """``rows`` in an orthonormal basis of their standardised span, if that has at most
+        ``whiten_max_width`` dimensions: the rows, mean, scale (0 and 1: nothing to
+        standardise), covariance and basis to fit with (``rows`` and the rest unchanged,
+        basis ``None``, otherwise). Sets ``reduced_rank_``."""
+        t0 = time.time()
+        found = row_space(rows, mean, scale, self.whiten_max_width)
+        if found is None:
+            log.info("training rows span more than %d dimensions: fitting all %d columns (%.1f s)",
+                     self.whiten_max_width, rows.d, time.time() - t0)  # fmt: skip
             return rows, mean, scale, cov, None
-        z, residual = project_rows(rows, mean, scale, basis)
-        if residual > REDUCE_MAX_RESIDUAL:
-            log.info("row space of rank %d misses %.2g of the training rows: fitting all %d columns",
-                     basis.shape[1], residual, rows.d)  # fmt: skip
-            return rows, mean, scale, cov, None
+        z, basis = found
         r = basis.shape[1]
-        log.info("training rows span %d of %d dimensions (residual %.1e): fitting on that basis", r, rows.d, residual)
+        log.info("training rows span %d of %d dimensions: fitting on that basis (%.1f s)", r, rows.d, time.time() - t0)
         self.reduced_rank_ = r
         z_rows = Rows(z)
-        _, z_scale, z_cov = feature_stats(z_rows, r <= self.whiten_max_width)
-        z_cov = None if z_cov is None else z_cov * np.outer(z_scale, z_scale)  # of the columns as they are
-        return z_rows, np.zeros(r), np.ones(r), z_cov, basis
+        _, z_scale, z_cov = feature_stats(z_rows, True)
+        return z_rows, np.zeros(r), np.ones(r), z_cov * np.outer(z_scale, z_scale), basis  # z's own covariance
 
     def _stats(self, rows: Rows, covariance: bool):
         """Standardisation (mean, scale) and the preconditioner's covariance (if asked)."""

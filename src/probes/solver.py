@@ -86,37 +86,48 @@ def feature_stats(rows: Rows, covariance: bool) -> tuple[np.ndarray, np.ndarray,
     return mean, scale, cov
 
 
-def row_space_basis(sample: np.ndarray, mean, scale, rtol: float = 1e-5) -> np.ndarray | None:
-    """An orthonormal basis ``(d, r)`` of the span of the standardised rows of ``sample``, when
-    they are clearly rank deficient (``r`` below 90% of both the rows and the columns), else ``None``.
+def row_space(rows: Rows, mean, scale, max_rank: int, rtol: float = 1e-5) -> tuple[np.ndarray, np.ndarray] | None:
+    """The standardised rows in an orthonormal basis ``V`` of their span, ``(x_s V, V)``,
+    when that span has at most ``max_rank`` dimensions, else ``None``; one pass.
 
     For an L2-regularised linear probe this is a lossless reduction: the optimum's
-    standardised weights lie in the row space of the standardised training data
-    (every gradient does), so if these rows span it, fitting ``z = x_s V`` with
-    the same penalty gives the same objective with ``W = V W_z``. Directions whose
-    singular value is below ``rtol`` of the largest are float32 rounding and dropped.
+    standardised weights lie in the span of the standardised training rows (every
+    gradient does), so fitting ``z = x_s V`` with the same penalty gives the same
+    objective, with ``W = V W_z``. ``V`` grows block by block by the directions of
+    what it misses of each block, those with a singular value above ``rtol`` of the
+    largest seen (below is float32 rounding). Rows seen before a direction was
+    added have coordinate 0 on it: what that drops is within the same tolerance and
+    is accounted for: the basis is refused if the dropped part exceeds ``10 rtol``
+    of the rows' norm overall. Stops early once the span exceeds ``max_rank``.
     """
-    xs = (sample.astype(np.float64) - mean) / scale
-    values, vectors = np.linalg.eigh(xs @ xs.T)  # the Gram matrix of the rows: m x m, not d x d
-    keep = values > rtol**2 * values.max()
-    if not keep.any() or keep.sum() >= 0.9 * min(sample.shape):  # constant rows: nothing to reduce
-        return None
-    basis = xs.T @ (vectors[:, keep] / np.sqrt(values[keep]))
-    return np.linalg.qr(basis)[0]  # re-orthonormalised against rounding
-
-
-def project_rows(rows: Rows, mean, scale, basis: np.ndarray) -> tuple[np.ndarray, float]:
-    """``x_s V`` for every row (float32, in memory), and the relative Frobenius norm of what
-    ``V`` misses: ``||x_s - x_s V V^T|| / ||x_s||`` (0 when the rows lie in its span)."""
-    z = np.empty((rows.n, basis.shape[1]), np.float32)
-    basis32 = basis.astype(np.float32)
-    total = kept = 0.0
-    for sl, block in rows:
-        xs = (block - mean.astype(np.float32)) / scale.astype(np.float32)
-        z[sl] = xs @ basis32
+    basis = np.zeros((rows.d, 0), np.float32)
+    parts: list[np.ndarray] = []
+    total = missed = top = 0.0
+    mean32, scale32 = mean.astype(np.float32), scale.astype(np.float32)
+    for _, block in Rows(rows.data, block_bytes=64 << 20):  # large blocks: each reads the whole basis
+        xs = (block - mean32) / scale32
+        residual = xs - (xs @ basis) @ basis.T
+        values, vectors = np.linalg.eigh(residual.astype(np.float64) @ residual.T.astype(np.float64))
+        top = max(top, float(values[-1]))  # the first block's: the rows' own scale
+        new = values > rtol**2 * top
+        if new.any():
+            directions = residual.T @ (vectors[:, new] / np.sqrt(values[new])).astype(np.float32)
+            directions -= basis @ (basis.T @ directions)  # re-orthogonalise against rounding
+            basis = np.hstack([basis, np.linalg.qr(directions)[0].astype(np.float32)])
+            if basis.shape[1] > max_rank:
+                return None
+            residual = xs - (xs @ basis) @ basis.T
+        parts.append(xs @ basis)
         total += float(np.einsum("ij,ij->", xs, xs, dtype=np.float64))
-        kept += float(np.einsum("ij,ij->", z[sl], z[sl], dtype=np.float64))
-    return z, float(np.sqrt(max(total - kept, 0.0) / total)) if total > 0 else 0.0
+        missed += float(np.einsum("ij,ij->", residual, residual, dtype=np.float64))
+    if total == 0 or basis.shape[1] == 0 or missed > (10 * rtol) ** 2 * total:
+        return None
+    z = np.zeros((rows.n, basis.shape[1]), np.float32)
+    start = 0
+    for part in parts:  # earlier blocks: 0 on the directions added after them
+        z[start : start + len(part), : part.shape[1]] = part
+        start += len(part)
+    return z, basis
 
 
 class Preconditioner:
