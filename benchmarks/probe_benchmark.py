@@ -180,8 +180,9 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 def run_case(
-    name: str, path: str, point: str, probe: dict, methods: list[str], out: Path, timeout: float
-) -> list[dict]:
+    name: str, path: str, point: str, probe: dict, methods: list[str], out: Path, timeout: float,
+    reuse: tuple[str, ...] = (),
+) -> list[dict]:  # fmt: skip
     from probes.probe import metrics
     from probes.solver import Rows, feature_stats
 
@@ -190,6 +191,11 @@ def run_case(
     for method in methods:
         result = out / "fits" / f"{name.replace('/', '_')}.{method}.npz"
         result.parent.mkdir(parents=True, exist_ok=True)
+        if method in reuse and result.exists() and result.with_suffix(".json").exists():
+            info = json.loads(result.with_suffix(".json").read_text())
+            rows.append({"case": name, "method": method, "timed_out": False, **info, "result": result})
+            print(f"{name} {method}: reused {result} ({info['seconds']:.1f} s)", flush=True)
+            continue
         cmd = [sys.executable, __file__, "child", "--method", method, "--file", path, "--point", point,
                "--probe", json.dumps(probe), "--result", str(result)]  # fmt: skip
         t0 = time.time()
@@ -304,6 +310,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--out-of-core", action="append", default=[], help="case names also fitted out of core")
+    ap.add_argument("--reuse", nargs="+", default=[], help="methods whose fits already in --out/fits are reused "
+                    "(after an interrupted run; the caller vouches they were made with the same settings)")  # fmt: skip
     a = ap.parse_args()
     if a.cmd == "child":
         return child(a)
@@ -317,7 +325,7 @@ def main() -> None:
         if name not in settings:
             ap.error(f"--case {spec}: no probe settings for {name!r} in --probe-settings (it has {sorted(settings)})")
         methods = a.methods + (["project_out_of_core"] if name in a.out_of_core else [])
-        rows += run_case(name, path, point, settings[name], methods, out, a.timeout)
+        rows += run_case(name, path, point, settings[name], methods, out, a.timeout, tuple(a.reuse))
         write_outputs(rows, out)  # after every case, so a long run shows progress
     print((out / "table.md").read_text())
 
