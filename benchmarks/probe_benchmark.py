@@ -32,7 +32,6 @@ import argparse
 import csv
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -129,7 +128,9 @@ def child(a: argparse.Namespace) -> None:
     else:
         res = fit_project(a.file, a.point, probe, out_of_core=a.method == "project_out_of_core")
     seconds = time.time() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not getrusage: Linux carries ru_maxrss across fork and exec, so a child of a parent
+    # holding a large matrix would report the parent's memory as its own
+    peak = peak_rss_mb(os.getpid())
     np.savez(a.result, coef=res["coef"], intercept=res["intercept"])
     Path(a.result).with_suffix(".json").write_text(json.dumps(
         {"seconds": seconds, "iterations": res["iterations"], "C": res["C"], "peak_rss_mb": peak}))  # fmt: skip
