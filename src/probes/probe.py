@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 SKLEARN_SOLVERS = ("lbfgs", "sag", "saga")
 SOLVERS = (*SKLEARN_SOLVERS, "preconditioned_lbfgs")
 ROUGH_TOL = 1e-3  # gradient tolerance of a cold fit's first, curvature-measuring stage
-REDUCE_MAX_RESIDUAL = 1e-3  # relative norm of the training rows a row-space basis may miss
 
 
 def as_rows(x) -> Rows:
