@@ -20,6 +20,10 @@ start() {
                  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd slurm-client munge >>"${TMPDIR:-/tmp}/probes-slurm-apt.log" 2>&1; } \
             || { echo "apt-get install failed; see ${TMPDIR:-/tmp}/probes-slurm-apt.log" >&2; exit 1; }
     fi
+    # A test cluster starts empty: daemons left by a run that was itself killed are stopped, and
+    # their saved jobs are dropped (recovered, they would hold the node and stall the test).
+    stop >/dev/null
+    rm -rf "$DIR/state" "$DIR/spool"
     mkdir -p "$DIR/state" "$DIR/spool" /run/munge /var/log/munge /var/lib/munge
     if [ ! -s /etc/munge/munge.key ]; then
         mkdir -p /etc/munge
@@ -66,8 +70,8 @@ SchedulerType=sched/backfill
 $node State=UNKNOWN
 PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
-    slurmctld -f "$CONF"
-    slurmd -f "$CONF"
+    slurmctld -c -f "$CONF"
+    slurmd -c -f "$CONF"
     for _ in $(seq 30); do
         if sinfo -h -o %T 2>/dev/null | grep -qE "idle|mix|alloc"; then
             echo "SLURM is up ($CONF)"
