@@ -15,8 +15,8 @@ feature covariance, reading rows from memory or streaming them from HDF5. The
 latter may first walk the grid on a random subsample of ``select_rows``
 training rows (at the full data's per-row regularisation), then walk it again on
 every row starting from the subsample's choice and solution (fewer rows prefer
-stronger regularisation, so the subsample gives the start, not the answer), that
-walk's fits to the rough tolerance ``ROUGH_TOL`` only, and refit the chosen C on
+stronger regularisation, so the subsample gives the start, not the answer), both
+walks' fits to the rough tolerance ``ROUGH_TOL`` only, and refit the chosen C on
 every row to ``tol``. The stored ``coef_`` / ``intercept_`` act on raw
 (unstandardised) features.
 """
@@ -47,7 +47,7 @@ from .solver import (
 log = logging.getLogger(__name__)
 SKLEARN_SOLVERS = ("lbfgs", "sag", "saga")
 SOLVERS = (*SKLEARN_SOLVERS, "preconditioned_lbfgs")
-ROUGH_TOL = 1e-3  # gradient tolerance of a cold fit's first, curvature-measuring stage
+ROUGH_TOL = 1e-3  # gradient tolerance of the C walks and of a cold fit's first, curvature-measuring stage
 
 
 def as_rows(x) -> Rows:
@@ -190,9 +190,11 @@ class LinearProbe:
                 m = min(self.curvature_rows, sub_rows.n)
                 hessian_x = sub_rows.take(np.sort(rng.choice(sub_rows.n, m, replace=False)))
             stats = (fit_mean, fit_scale, base, hessian_x, to_raw)
-            best = self._walk(self._preconditioned_fitter(sub_rows, sub_y, rows.n, *stats, self.tol), x_val, y_val)
-            if sub_rows is not fit_rows:  # walk again on every row, from the subsample's choice and optimum,
-                rough = max(self.tol, ROUGH_TOL)  # to the rough tolerance, then refit the chosen C to tol
+            subsampled, rough = sub_rows is not fit_rows, max(self.tol, ROUGH_TOL)
+            fitter = self._preconditioned_fitter(sub_rows, sub_y, rows.n, *stats, rough if subsampled else self.tol)
+            best = self._walk(fitter, x_val, y_val)
+            if subsampled:  # walk again on every row, from the subsample's choice and optimum, to the
+                # rough tolerance, then refit the chosen C to tol
                 fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, rough)
                 best = self._walk(fitter, x_val, y_val, best["C"], best["solution"])
                 if rough > self.tol:
