@@ -30,6 +30,9 @@ def slurm_problem() -> str | None:
     up = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
     if up.returncode != 0 or not re.search(r"idle|mix|alloc", up.stdout):
         return f"no SLURM node is up (sinfo: {(up.stdout + up.stderr).strip()[:200]!r}); try .ci/slurm-cluster.sh start"
+    queued = subprocess.run(["squeue", "-h"], capture_output=True, text=True, timeout=30).stdout.strip()
+    if queued:  # others' jobs would hold the node and the run would only time out
+        return f"the SLURM cluster is busy with other jobs (squeue: {queued[:200]!r}); the test needs it idle"
     return None
 
 
