@@ -114,15 +114,16 @@ def latest_checkpoint(directory: Path, settings: dict, before: int) -> Path | No
     with ``settings`` can go on from; incompatible or unreadable ones are skipped."""
     matches = ((re.fullmatch(r"step(\d+)\.pt", p.name), p) for p in Path(directory).glob("step*.pt"))
     found = [(int(m[1]), p) for m, p in matches if m and int(m[1]) < before]
-    snapshot = snapshot_path(directory, before)
+    snapshot, loaded = snapshot_path(directory, before), {}
     if snapshot.exists():
         try:
-            found.append((load_checkpoint(snapshot, settings)["step"], snapshot))
+            loaded[snapshot] = load_checkpoint(snapshot, settings)  # its step is inside it
+            found.append((loaded[snapshot]["step"], snapshot))
         except CheckpointError as exc:
             log.info("not resuming from %s: %s", snapshot, exc)
     for step, path in sorted(found, reverse=True):
         try:
-            reason = incompatibility(load_checkpoint(path, settings), settings)
+            reason = incompatibility(loaded.get(path) or load_checkpoint(path, settings), settings)
         except CheckpointError as exc:
             reason = str(exc)
         if reason is None:
