@@ -161,10 +161,10 @@ def polish(x, y, start, mean, scale, cov, C, k) -> tuple[np.ndarray, np.ndarray]
                                 tol=1e-8, max_iter=300)  # fmt: skip
         return unstandardise(w.T, b, mean, scale)
     z, basis = found
-    _, z_scale, z_cov = feature_stats(Rows(z), True)
+    z_cov = feature_stats(Rows(z), True, standardised=False)[2]
     r = basis.shape[1]
     w, b, *_ = fit_logistic(Rows(z), y, k, 1 / (C * len(y)), np.zeros(r), np.ones(r),
-                            Preconditioner(cov=z_cov * np.outer(z_scale, z_scale)), (basis.T @ w0, b0),
+                            Preconditioner(cov=z_cov), (basis.T @ w0, b0),
                             tol=1e-8, max_iter=300)  # fmt: skip
     return unstandardise((basis @ w).T, b, mean, scale)
 

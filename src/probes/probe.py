@@ -224,16 +224,14 @@ class LinearProbe:
         log.info("training rows span %d of %d dimensions: fitting on that basis (%.1f s)", r, rows.d, time.time() - t0)
         self.reduced_rank_ = r
         z_rows = Rows(z)
-        _, z_scale, z_cov = feature_stats(z_rows, True)
-        return z_rows, np.zeros(r), np.ones(r), z_cov * np.outer(z_scale, z_scale), basis  # z's own covariance
+        z_cov = feature_stats(z_rows, True, standardised=False)[2]  # z is fitted as it is: its raw covariance
+        return z_rows, np.zeros(r), np.ones(r), z_cov, basis
 
     def _stats(self, rows: Rows, covariance: bool):
         """Standardisation (mean, scale) and the preconditioner's covariance (if asked)."""
-        mean, scale, cov = feature_stats(rows, covariance)
+        mean, scale, cov = feature_stats(rows, covariance, standardised=self.standardize)
         if self.standardize:
             return mean, scale, cov
-        if cov is not None:  # covariance of the raw columns
-            cov = cov * np.outer(scale, scale)
         return np.zeros_like(mean), np.ones_like(scale), cov
 
     def _walk(self, fitter: Fitter, x_val, y_val, first: float | None = None, init=None) -> dict:

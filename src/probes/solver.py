@@ -59,8 +59,11 @@ class Rows:
         return out
 
 
-def feature_stats(rows: Rows, covariance: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Column mean and scale of ``rows`` and, if asked, the covariance of the standardised columns.
+def feature_stats(
+    rows: Rows, covariance: bool, standardised: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Column mean and scale of ``rows`` and, if asked, the covariance of the standardised columns
+    (with ``standardised=False``, of the raw columns).
 
     Two passes, float64 accumulation. A column counts as constant (scale 1, so it
     stays zero after centring) when its spread is within float32 rounding of its
@@ -82,7 +85,7 @@ def feature_stats(rows: Rows, covariance: bool) -> tuple[np.ndarray, np.ndarray,
     std = np.sqrt(sq / rows.n)
     constant = std <= np.maximum(1e-6 * np.abs(mean), np.finfo(np.float32).tiny)
     scale = np.where(constant, 1.0, std)
-    cov = None if gram is None else gram / rows.n / np.outer(scale, scale)
+    cov = None if gram is None else gram / rows.n / (np.outer(scale, scale) if standardised else 1.0)
     return mean, scale, cov
 
 
