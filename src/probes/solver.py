@@ -21,11 +21,14 @@ with the same arithmetic. Standardisation is folded into the weights
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 
 import numpy as np
 from scipy.linalg import cholesky, solve_triangular
 from scipy.optimize import minimize
+
+log = logging.getLogger(__name__)
 
 BLOCK_BYTES = 4 << 20  # float32 bytes per block of rows: 4 MiB measured 1.6x faster than 32 on 3,136 columns
 
@@ -242,6 +245,10 @@ def fit_logistic(
     ``y`` holds class indices ``0..n_classes-1``. Returns the standardised
     weights ``(d, k)`` and intercepts ``(k,)`` (``k = 1`` for two classes, as
     scikit-learn), the iteration count, whether L-BFGS converged, and the objective.
+    Converged means stopped before ``max_iter``: at the gradient tolerance, or where
+    no step along the search direction lowers the objective as evaluated in float32
+    (a failed line search: within ~1e-7 of the optimum, measured 4e-9 to 5e-7 on
+    trained and untrained MLP layers against float64 scikit-learn).
     """
     binary = n_classes == 2
     d, k = rows.d, 1 if binary else n_classes
@@ -267,4 +274,9 @@ def fit_logistic(
         options={"maxiter": max_iter, "gtol": gtol, "ftol": 64 * np.finfo(float).eps, "maxls": 50},
     )
     theta = to_theta(res.x)
-    return theta[: d * k].reshape(d, k), theta[d * k :], int(res.nit), bool(res.success), float(res.fun)
+    converged = res.status != 1  # 1: iteration or evaluation limit
+    if res.status == 2:
+        log.info("L-BFGS ended after %d iterations: the line search found no lower objective "
+                 "(the float32 objective's precision) at gradient norm %.2e (tol %.2e)",
+                 res.nit, np.abs(res.jac).max(), gtol)  # fmt: skip
+    return theta[: d * k].reshape(d, k), theta[d * k :], int(res.nit), converged, float(res.fun)
