@@ -94,6 +94,23 @@ def noisy(n, d, seed):
     return x, np.argmax(x @ w * 3 / np.sqrt(d) + rng.gumbel(size=(n, 3)), axis=1)
 
 
+def test_a_collapsed_layer_far_from_zero_is_fitted_and_stored_at_the_optimum():
+    # A deep layer of the untrainable 128-layer MLP: every column sits 1e4-1e5 standard deviations
+    # from zero. Uncentred float32 products (the solver) and a float32 intercept (the stored
+    # model) both lost that factor of precision: the probe ended 1e-3 above its optimum.
+    x, y = noisy(6000, 40, seed=3)
+    xv, yv = noisy(2000, 40, seed=4)
+    offset = np.random.default_rng(5).uniform(0.5, 2.0, size=40)
+    x, xv = ((offset + 1e-5 * a).astype(np.float32) for a in (x, xv))
+    probe = LinearProbe(Cs=[1.0], solver="preconditioned_lbfgs", tol=1e-5, max_iter=1000).fit(x, y, xv, yv)
+    mean, scale, _ = feature_stats(Rows(x), False)
+    assert np.median(np.abs(mean) / scale) > 1e4
+    _, best = reference((x - mean) / scale, y, 1.0)
+    coef = probe.coef_ * scale  # the stored raw-feature model, on the standardised features
+    intercept = probe.intercept_ + probe.coef_.astype(np.float64) @ mean
+    assert (objective(coef, intercept, (x - mean) / scale, y, 1.0) - best) / best < 1e-6  # was 3.5e-4
+
+
 def test_probe_with_subsampled_grid_chooses_c_on_all_rows_and_ends_at_the_optimum():
     x, y = noisy(4000, 80, seed=1)
     xv, yv = noisy(2000, 80, seed=2)

@@ -84,10 +84,10 @@ def metrics(coef, intercept, classes, x, y) -> tuple[float, float]:
     wrong, nll = 0, 0.0
     pos = np.searchsorted(classes, y)
     known = (pos < len(classes)) & (classes[np.minimum(pos, len(classes) - 1)] == y)
-    coef = coef.astype(np.float32)
+    coef, intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
     rows = as_rows(x)
-    for sl, block in rows:
-        lp = log_softmax(scores(block, coef, intercept).astype(np.float64))
+    for sl, block in rows:  # float64: a collapsed layer's raw weights are large and cancel
+        lp = log_softmax(scores(block.astype(np.float64), coef, intercept))
         p, k = pos[sl], known[sl]
         wrong += int(np.sum((lp.argmax(1) != p) | ~k))
         nll -= float(lp[np.arange(len(p))[k], p[k]].sum())
@@ -98,7 +98,7 @@ def metrics(coef, intercept, classes, x, y) -> tuple[float, float]:
 def unstandardise(coef: np.ndarray, intercept: np.ndarray, mean, scale) -> tuple[np.ndarray, np.ndarray]:
     """Raw-feature weights of a standardised model: w.(x - m)/s + b = (w/s).x + (b - (w/s).m)."""
     raw = coef / scale
-    return raw.astype(np.float32), (intercept - raw @ mean).astype(np.float32)
+    return raw, intercept - raw @ mean  # float64: a collapsed layer's intercept is a large cancelling sum
 
 
 # A fitter fits at C from a warm start (or None) and returns (solution, n_iter, converged, rows used),
