@@ -15,22 +15,13 @@ import time
 import warnings
 
 import numpy as np
+from probe_benchmark import objective  # this directory: the raw-feature model's objective
 from sklearn.linear_model import LogisticRegression
 
 from probes.activations import read_point
 from probes.config import Experiment, load_yaml
-from probes.probe import LinearProbe
+from probes.probe import LinearProbe, unstandardise
 from probes.solver import Rows, feature_stats
-
-
-def objective(coef: np.ndarray, intercept: np.ndarray, xs: np.ndarray, y_index: np.ndarray, C: float) -> float:
-    """scikit-learn's objective of a standardised-feature model ``(d, k)``, in float64."""
-    z = xs @ coef + intercept
-    if z.shape[1] == 1:
-        z = np.hstack([np.zeros_like(z), z])
-    z -= z.max(1, keepdims=True)
-    nll = np.log(np.exp(z).sum(1)) - z[np.arange(len(y_index)), y_index]
-    return float(nll.mean() + (coef**2).sum() / (2 * C * len(y_index)))
 
 
 def main(path: str, experiment: str, points: list[str]) -> None:
@@ -49,14 +40,12 @@ def main(path: str, experiment: str, points: list[str]) -> None:
             fits[tol] = (probe, time.time() - t0)
         C = fits[1e-5][0].C_
         mean, scale, _ = feature_stats(Rows(x), False)
-        xs = (x - mean) / scale
         y_index = np.searchsorted(np.unique(y), y)
-        ref = LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(xs, y)
-        best = objective(ref.coef_.T, ref.intercept_, xs, y_index, C)
+        ref = LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit((x - mean) / scale, y)
+        best = objective(x, y_index, *unstandardise(ref.coef_, ref.intercept_, mean, scale), mean, scale, C)
         cells = []
         for probe, seconds in fits.values():
-            gap = (objective(probe.coef_.T * scale[:, None], probe.intercept_ + probe.coef_ @ mean, xs, y_index, C)
-                   - best) / best  # fmt: skip
+            gap = (objective(x, y_index, probe.coef_, probe.intercept_, mean, scale, C) - best) / best
             cells.append(f"{seconds:.1f} s, {gap:.1e} (C={probe.C_:g})")
         print(f"| {point} | {C:g} | {cells[0]} | {cells[1]} |", flush=True)
 
