@@ -9,7 +9,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from probes.probe import LinearProbe, fit_points
-from probes.solver import Preconditioner, Rows, feature_stats, fit_logistic, loss_hessian, row_space
+from probes.solver import Preconditioner, Rows, feature_stats, fit_logistic, loss_hessian, row_space, spans_more_than
 
 
 def correlated(n, d=30, k=3, seed=0, noise=0.15):
@@ -166,6 +166,16 @@ def test_wide_low_rank_rows_are_fitted_on_their_span_at_the_full_optimum(C, tmp_
     full = LinearProbe(Cs=[C], solver="preconditioned_lbfgs", whiten_max_width=100)
     assert full.fit(np.maximum(x - 3.0, 0), y, np.maximum(xv - 3.0, 0), yv).reduced_rank_ is None
     assert row_space(Rows(x), mean, scale, 15) is None
+
+
+def test_a_span_over_the_limit_is_told_from_the_first_rows():
+    x, _ = low_rank(1500, seed=2)  # span of 16 dimensions (15 latent + the rare one)
+    mean, scale, _ = feature_stats(Rows(x), False)
+    assert not spans_more_than(Rows(x), mean, scale, 20) and spans_more_than(Rows(x), mean, scale, 10)
+    full = np.maximum(x - 3.0, 0)  # a nonlinearity of the same: full rank
+    mean, scale, _ = feature_stats(Rows(full), False)
+    assert spans_more_than(Rows(full), mean, scale, 100)
+    assert not spans_more_than(Rows(full[:100]), mean, scale, 100)  # too few rows to tell
 
 
 def test_out_of_core_fit_equals_in_memory_fit(tmp_path):

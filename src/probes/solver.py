@@ -107,6 +107,8 @@ def row_space(rows: Rows, mean, scale, max_rank: int, rtol: float = 1e-5) -> tup
     is accounted for: the basis is refused if the dropped part exceeds ``10 rtol``
     of the rows' norm overall. Stops early once the span exceeds ``max_rank``.
     """
+    if spans_more_than(rows, mean, scale, max_rank, rtol):
+        return None
     basis = np.zeros((rows.d, 0), np.float32)
     parts: list[np.ndarray] = []
     total = missed = top = 0.0
@@ -135,6 +137,26 @@ def row_space(rows: Rows, mean, scale, max_rank: int, rtol: float = 1e-5) -> tup
         z[start : start + len(part), : part.shape[1]] = part
         start += len(part)
     return z, basis
+
+
+def spans_more_than(rows: Rows, mean, scale, max_rank: int, rtol: float = 1e-5) -> bool:
+    """Whether the first ``max_rank + 1`` standardised rows alone span more than ``max_rank``
+    dimensions: more than ``max_rank`` singular values above ``rtol`` of the largest.
+
+    ``row_space``'s own test applied to those rows as one block, so a quick refusal for it:
+    on a full-rank 25,088-wide layer its pass would build a basis of over ``max_rank``
+    directions block by block before giving up; this reads ``max_rank + 1`` rows and
+    factors one ``(max_rank + 1)``-square Gram matrix (float64, built from column slices).
+    """
+    if rows.n <= max_rank:
+        return False
+    head = (np.asarray(rows.data[: max_rank + 1], np.float32) - mean.astype(np.float32)) / scale.astype(np.float32)
+    gram = np.zeros((len(head), len(head)))
+    for j in range(0, rows.d, 2048):
+        part = head[:, j : j + 2048].astype(np.float64)
+        gram += part @ part.T
+    values = np.linalg.eigvalsh(gram)
+    return int(np.sum(values > rtol**2 * values[-1])) > max_rank
 
 
 class Preconditioner:
