@@ -9,7 +9,16 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from probes.probe import LinearProbe, fit_points
-from probes.solver import Preconditioner, Rows, feature_stats, fit_logistic, loss_hessian, row_space, spans_more_than
+from probes.solver import (
+    Preconditioner,
+    Rows,
+    _loss_grad,
+    feature_stats,
+    fit_logistic,
+    loss_hessian,
+    row_space,
+    spans_more_than,
+)
 
 
 def correlated(n, d=30, k=3, seed=0, noise=0.15):
@@ -84,6 +93,40 @@ def test_a_fit_ended_by_float32_precision_is_converged_and_one_ended_by_max_iter
     _, _, n_iter, converged, _ = fit_logistic(rows, y, 3, lam, mean, scale, Preconditioner(cov=cov))
     assert converged and n_iter < 1000
     assert "the line search found no lower objective" in caplog.text
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_the_tiny_losses_of_well_classified_rows_count(k):
+    # A near-separable probe's objective is mostly losses of 1e-12..1e-7 per row: in float32,
+    # log(1 + share) and p - 1 round them to 0, and L-BFGS stopped 1.3e-4 above the optimum of
+    # a 12,544-wide convnet layer. Against float64: loss and gradient to 1e-5 relative.
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(400, 6)).astype(np.float32)
+    y = rng.integers(0, k, 400)
+    m = k if k > 2 else 1
+    w = rng.normal(size=(6, m)) * 0.3
+    b = np.zeros(m)
+    shift = np.zeros((400, k))
+    shift[np.arange(400), y] = rng.uniform(16, 28, 400)  # margins: losses of e^-16 .. e^-28
+    x = np.hstack([x, shift.astype(np.float32)])  # one column per class carries the margin
+    w = np.vstack([w, np.eye(k)[:, -m:] if k > 2 else np.array([[-1.0], [1.0]])])
+    mean, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
+    loss, grad_w, grad_b = _loss_grad(Rows(x), y, w, b, mean, scale, k == 2)
+    z = x.astype(np.float64) @ w + b
+    z = np.hstack([np.zeros((400, 1)), z]) if k == 2 else z
+    e = np.exp(z - z.max(1, keepdims=True))
+    e[np.arange(400), z.argmax(1)] = 0.0
+    share = e.sum(1)  # of the classes other than the top one, in float64
+    ref_loss = np.mean(np.log1p(share) - (z - z.max(1, keepdims=True))[np.arange(400), y])
+    r = e / (1 + share)[:, None]
+    r[np.arange(400), z.argmax(1)] = 1 / (1 + share)
+    r[np.arange(400), y] = np.where(z.argmax(1) == y, -share / (1 + share), r[np.arange(400), y] - 1)
+    r = r[:, 1:] if k == 2 else r
+    assert 0 < ref_loss < 1e-6
+    assert abs(loss - ref_loss) < 1e-5 * ref_loss
+    ref_grad = x.T.astype(np.float64) @ r / 400
+    assert np.abs(grad_w - ref_grad).max() < 1e-5 * np.abs(ref_grad).max()
+    assert np.allclose(grad_b, r.mean(0), rtol=1e-5, atol=0)
 
 
 def noisy(n, d, seed):

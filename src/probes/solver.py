@@ -227,6 +227,12 @@ def loss_hessian(x: np.ndarray, w: np.ndarray, b: np.ndarray, mean, scale) -> np
 def _loss_grad(rows: Rows, y: np.ndarray, w: np.ndarray, b: np.ndarray, mean, scale, binary: bool):
     """Mean cross-entropy and its gradient in (standardised ``w``, ``b``), from raw rows.
 
+    A near-separable probe's objective is a sum of tiny losses of well-classified rows:
+    each is taken as ``log1p`` of the other classes' share, and its residual as minus
+    that share over one plus it, never as ``log(1 + share)`` or ``p - 1`` in float32,
+    which round every loss below 6e-8 to 0 (an objective L-BFGS could not descend
+    within 1e-4 of its optimum on a 12,544-wide convnet layer).
+
     Each block is centred before the product: a collapsed deep layer's columns sit
     at up to 1e5 standard deviations from zero, and ``x @ (w / scale)`` would lose
     that factor of float32's precision to cancellation against the intercept (a
@@ -241,14 +247,19 @@ def _loss_grad(rows: Rows, y: np.ndarray, w: np.ndarray, b: np.ndarray, mean, sc
         z = block @ w_scaled + b32
         if binary:
             z = np.hstack([np.zeros((len(z), 1), np.float32), z])
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        s = e.sum(axis=1)
         yb = y[sl]
         idx = np.arange(len(yb))
-        loss += float(np.log(s, dtype=np.float64).sum() - z[idx, yb].sum(dtype=np.float64))
-        e /= s[:, None]
+        top = z.argmax(axis=1)
+        z -= z[idx, top][:, None]
+        e = np.exp(z)
+        e[idx, top] = 0.0
+        rest = e.sum(axis=1)  # the other classes' share: log1p and 1 - p_top from it keep tiny losses
+        loss += float(np.log1p(rest, dtype=np.float64).sum() - z[idx, yb].sum(dtype=np.float64))
+        e /= (1.0 + rest)[:, None]
+        e[idx, top] = 1.0 / (1.0 + rest)
         e[idx, yb] -= 1.0
+        right = top == yb
+        e[idx[right], yb[right]] = -(rest / (1.0 + rest))[right]
         r = e[:, 1:] if binary else e
         grad_raw += block.T @ r
         residual_sum += r.sum(axis=0, dtype=np.float64)
