@@ -1,6 +1,6 @@
 """What the refit of a wide, full-rank layer's probe costs, by solver: L-BFGS memory and truncated Newton.
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/wide_layer_solvers.py ACTIVATIONS.h5 POINT C [--rows N]
+Usage: OMP_NUM_THREADS=1 python benchmarks/wide_layer_solvers.py ACTIVATIONS.h5 POINT C [--rows N] [--methods ...]
 
 On the first N training rows of POINT (all by default), as the probe's final refit
 does: a cold L-BFGS fit to the walk's rough tolerance, then from there to ``tol``
@@ -24,6 +24,8 @@ from scipy.optimize import minimize
 
 from probes import solver
 from probes.activations import open_point
+
+METHODS = ["lbfgs10", "lbfgs30", "trust-krylov"]
 
 
 def hessian_product(rows: solver.Rows, theta, v, mean, scale, lam: float, k: int) -> np.ndarray:
@@ -51,6 +53,7 @@ def main() -> None:
     ap.add_argument("point")
     ap.add_argument("C", type=float)
     ap.add_argument("--rows", type=int, default=0, help="first N training rows (0: all)")
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS, help="which refits (default: all)")
     a = ap.parse_args()
     with open_point(a.activations, "train", a.point, {}) as (train, labels):
         n = a.rows or train.shape[0]
@@ -112,8 +115,9 @@ def main() -> None:
     w, b, nit, _, f = solver.fit_logistic(rows, y, k, lam, mean, scale, solver.Preconditioner(), tol=1e-3)
     print(f"rough start (tol 1e-3, cold): {nit} iterations, {passes} passes, {time.process_time() - t0:.0f} s")
     results = []
-    for name, run in (("L-BFGS, memory 10 (the project's)", lbfgs(10)), ("L-BFGS, memory 30", lbfgs(30)),
-                      ("trust-krylov (Hessian-vector products)", trust_krylov)):  # fmt: skip
+    methods = {"lbfgs10": ("L-BFGS, memory 10 (the project's)", lbfgs(10)), "lbfgs30": ("L-BFGS, memory 30", lbfgs(30)),
+               "trust-krylov": ("trust-krylov (Hessian-vector products)", trust_krylov)}  # fmt: skip
+    for name, run in (methods[m] for m in a.methods):
         passes, t0 = 0, time.process_time()
         nit, f = run((w, b))
         results.append((name, nit, passes, time.process_time() - t0, f))
