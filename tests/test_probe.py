@@ -169,3 +169,66 @@ def test_nan_inf_or_constant_activations_give_chance_level_with_a_warning_and_st
         assert (tmp_path / f"{metric}.png").stat().st_size > 1000
     animate_error_by_point(tmp_path / "probes.csv", tmp_path / "model.csv", "test_error", [tmp_path / "a.gif"])
     assert (tmp_path / "a.gif").stat().st_size > 1000
+
+
+def standardised_objective(probe: LinearProbe, x: np.ndarray, y: np.ndarray) -> float:
+    """The probe's objective at its C (mean cross-entropy + ||W||^2 / (2 C n), W on standardised
+    features), in float64."""
+    mean, scale, _ = feature_stats(Rows(x), False)
+    z = x.astype(np.float64) @ probe.coef_.T + probe.intercept_
+    z = np.hstack([np.zeros_like(z), z]) if z.shape[1] == 1 else z
+    z -= z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    loss = -logp[np.arange(len(y)), np.searchsorted(probe.classes_, y)].mean()
+    return loss + np.sum((probe.coef_ * scale) ** 2) / (2 * probe.C_ * len(y))
+
+
+@pytest.mark.parametrize("solver", ["preconditioned_lbfgs", "lbfgs"])
+def test_a_warm_start_from_the_previous_checkpoints_probe_reaches_the_same_optimum_in_fewer_iterations(solver):
+    x, y = separable(3000, d=30, seed=8)
+    y = np.where(np.random.default_rng(9).random(3000) < 0.1, (y + 1) % 3, y)  # noise: C matters
+    before = x + np.random.default_rng(10).normal(scale=0.05 * x.std(axis=0), size=x.shape).astype(np.float32)
+    settings = {"Cs": [1e-3, 1e-2, 1e-1, 1.0], "solver": solver, "tol": 1e-6, "max_iter": 1000}
+    if solver == "preconditioned_lbfgs":
+        settings["select_rows"] = 1000  # the subsample walk starts warm too
+    xt, yt, xv, yv = x[:2000], y[:2000], x[2000:], y[2000:]
+    previous = LinearProbe(**settings).fit(before[:2000], yt, before[2000:], yv)
+    init = {"C": previous.C_, "coef": previous.coef_, "intercept": previous.intercept_}
+    cold = LinearProbe(**settings).fit(xt, yt, xv, yv)
+    warm = LinearProbe(**settings).fit(xt, yt, xv, yv, init=init)
+    assert warm.C_ == cold.C_
+    assert standardised_objective(warm, xt, yt) == pytest.approx(standardised_objective(cold, xt, yt), rel=1e-6)
+    assert warm.path_[0]["C"] == previous.C_  # the walk (the subsample's, if any) starts at the previous C
+    assert sum(r["n_iter"] for r in warm.path_) < sum(r["n_iter"] for r in cold.path_)
+    with pytest.raises(ValueError, match=r"init: a probe of coef \(3, 29\).*expected \(3, 30\)"):
+        LinearProbe(**settings).fit(xt, yt, xv, yv, init={**init, "coef": init["coef"][:, 1:]})
+
+
+def test_fit_points_warm_starts_each_point_from_the_previous_jobs_weights_or_reuses_them(tmp_path):
+    x, y = separable(900, d=40, seed=6)
+    probe = {"Cs": [0.1, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-6, "max_iter": 1000, "warm_start": True}
+    for step, shift in ((0, 0.0), (1, 0.05)):  # "layer" changes between the checkpoints, "same" does not
+        with h5py.File(tmp_path / f"step{step}.h5", "w") as f:
+            f.attrs.update(complete=True, experiment="e", step=step)
+            for split, sl in (("train", slice(0, 500)), ("val", slice(500, 700)), ("test", slice(700, 900))):
+                f[f"{split}/labels"] = y[sl]
+                f[f"{split}/layer"] = x[sl] + np.float32(shift) * x.std(axis=0)
+                f[f"{split}/same"] = x[sl, :20]
+    points = [{"point": "layer", "layer_index": 1, "probe": probe}, {"point": "same", "layer_index": 0, "probe": probe}]
+    first = fit_points({"experiment": "e", "repeat": 0, "step": 0, "points": points}, tmp_path / "step0.h5",
+                       tmp_path / "p0.json", tmp_path / "p0.npz")  # fmt: skip
+    second = fit_points({"experiment": "e", "repeat": 0, "step": 1, "points": points}, tmp_path / "step1.h5",
+                        tmp_path / "p1.json", tmp_path / "p1.npz", warm_from=tmp_path / "p0.npz")  # fmt: skip
+    assert [r["start"] for r in first] == ["cold", "cold"] and [r["start"] for r in second] == ["warm", "reused"]
+    assert second[0]["path"][0]["C"] == first[0]["C"] and second[0]["n_iter"] > 0
+    # the unchanged point's probe is the previous one, scored again: the same numbers, no fit
+    assert second[1]["path"] == [] and second[1]["n_iter"] == 0
+    for key in ("C", "converged", "train_error", "train_loss", "val_error", "val_loss", "test_error", "test_loss"):
+        assert second[1][key] == first[1][key]
+    before, after = np.load(tmp_path / "p0.npz"), np.load(tmp_path / "p1.npz")
+    assert np.array_equal(before["same.coef"], after["same.coef"]) and after["same.digest"] == before["same.digest"]
+    assert after["layer.digest"] != before["layer.digest"]
+    np.savez(tmp_path / "other.npz", **{"layer.C": 1.0})
+    with pytest.raises(ValueError, match=r"other.npz: no probe of \['same'\] to warm-start from"):
+        fit_points({"experiment": "e", "repeat": 0, "step": 1, "points": points}, tmp_path / "step1.h5",
+                   tmp_path / "p2.json", tmp_path / "p2.npz", warm_from=tmp_path / "other.npz")  # fmt: skip

@@ -105,3 +105,18 @@ def test_changed_probe_code_reruns_every_probe_and_nothing_upstream(tiny_run, tm
                         for r in exp.repeats for s in exp.steps for j in exp.probe_jobs}  # fmt: skip
     assert {j for j in jobs if j[0] == "probe"} == every_probe
     assert {rule for rule, _ in jobs} == {"probe", "aggregate", "figure", "animation", "all"}
+
+
+def test_warm_start_chains_each_probe_job_to_the_same_job_at_the_previous_checkpoint(tiny_run, tmp_path):
+    work, config = tiny_run
+    c = copy.deepcopy(config)
+    c["experiments"]["tiny_convnet"]["probe"]["warm_start"] = True
+    assert scheduled(work, c, tmp_path) == probes((0, 32), CONVNET_POINTS) | CONVNET_AGGREGATE | CONVNET_FIGURES
+    run = snakemake(work, "--dry-run", "--printshellcmds", "--configfile", str(tmp_path / "changed.yaml"))
+    commands = [line for line in run.stdout.splitlines() if "probes fit" in line]
+    assert len(commands) == 2 * len(CONVNET_POINTS)
+    for point in CONVNET_POINTS:  # step 32 starts from step 0's weights; step 0, the first, cold
+        (at32,) = [cmd for cmd in commands if f"step32/{point}.json" in cmd]
+        assert f"--warm-start results/tiny_convnet/r0/probes/step0/{point}.npz" in at32
+        (at0,) = [cmd for cmd in commands if f"step0/{point}.json" in cmd]
+        assert "--warm-start" not in at0

@@ -59,7 +59,8 @@ def cmd_fit(a: argparse.Namespace) -> None:
     from .probe import fit_points
 
     _threads(a.threads)
-    fit_points(json.loads(a.settings), Path(a.activations), Path(a.out_json), Path(a.out_weights))
+    warm = Path(a.warm_start) if a.warm_start else None
+    fit_points(json.loads(a.settings), Path(a.activations), Path(a.out_json), Path(a.out_weights), warm)
 
 
 def cmd_aggregate(a: argparse.Namespace) -> None:
@@ -131,6 +132,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--activations", required=True)
     s.add_argument("--out-json", required=True)
     s.add_argument("--out-weights", required=True)
+    s.add_argument("--warm-start", help="the same job's weights (.npz) at the previous checkpoint, to start from")
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_fit)
 

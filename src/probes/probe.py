@@ -23,6 +23,7 @@ every row to ``tol``. The stored ``coef_`` / ``intercept_`` act on raw
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import warnings
@@ -101,6 +102,12 @@ def unstandardise(coef: np.ndarray, intercept: np.ndarray, mean, scale) -> tuple
     return raw, intercept - raw @ mean  # float64: a collapsed layer's intercept is a large cancelling sum
 
 
+def standardise(coef: np.ndarray, intercept: np.ndarray, mean, scale) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised-feature weights of a raw-feature model: ``unstandardise``'s inverse."""
+    coef = np.asarray(coef, np.float64)
+    return coef * scale, np.asarray(intercept, np.float64) + coef @ mean
+
+
 # A fitter fits at C from a warm start (or None) and returns (solution, n_iter, converged, rows used),
 # the solution being raw-feature (coef, intercept) plus whatever it needs to warm-start the next fit.
 Fitter = Callable[[float, object], tuple[dict, int, bool, int]]
@@ -145,13 +152,19 @@ class LinearProbe:
         self.curvature_max_params, self.curvature_rows = curvature_max_params, curvature_rows
         self.reduce_rank = reduce_rank
 
-    def fit(self, x, y: np.ndarray, x_val, y_val: np.ndarray, copy: bool = True) -> LinearProbe:
+    def fit(
+        self, x, y: np.ndarray, x_val, y_val: np.ndarray, copy: bool = True, init: dict | None = None
+    ) -> LinearProbe:
         """Fit one probe per C on ``(x, y)``; keep the one with the lowest validation error.
 
         ``x`` and ``x_val`` are float32 arrays or, for ``preconditioned_lbfgs``, also
         ``Rows`` over HDF5 datasets (fitted out of core). With ``copy=False`` a
         scikit-learn solver standardises the arrays in place (no second copy of a
-        wide matrix). Sets ``C_``, ``coef_``, ``intercept_``, ``classes_``,
+        wide matrix). ``init``, a probe of the same features and classes (``C``,
+        raw-feature ``coef`` and ``intercept``, as ``fit_point`` stores them; say the
+        previous checkpoint's), warm-starts the walk (the subsample's, if any): it
+        starts at that C from those weights; the optimum of each C is the same.
+        Sets ``C_``, ``coef_``, ``intercept_``, ``classes_``,
         ``n_iter_``, ``converged_``, ``path_`` (one record per fit), ``train_error_``,
         ``train_loss_``, ``val_error_``, ``val_loss_`` and ``fit_seconds_``.
         """
@@ -162,13 +175,15 @@ class LinearProbe:
         self.reduced_rank_: int | None = None
         self.classes_, y_index = np.unique(y, return_inverse=True)
         rows = as_rows(x)
+        first = None if init is None else self._check_init(init, rows.d)
         if self.solver in SKLEARN_SOLVERS:
             if not rows.in_memory:
                 raise ValueError(f"solver {self.solver!r} needs the training matrix in memory")
             x = np.array(x, dtype=np.float32, copy=copy)
             mean, scale, _ = self._stats(Rows(x), False)
             fitter = self._sklearn_fitter(x, y, mean, scale)  # standardises x in place
-            best = self._walk(fitter, x_val, y_val)
+            start = None if first is None else {"std": standardise(init["coef"], init["intercept"], mean, scale)}
+            best = self._walk(fitter, x_val, y_val, first, start)
             train = metrics(*best["solution"]["std"], self.classes_, x, y)
         else:
             mean, scale, cov = self._stats(rows, rows.d <= self.whiten_max_width)
@@ -190,13 +205,20 @@ class LinearProbe:
                 m = min(self.curvature_rows, sub_rows.n)
                 hessian_x = sub_rows.take(np.sort(rng.choice(sub_rows.n, m, replace=False)))
             stats = (fit_mean, fit_scale, base, hessian_x, to_raw)
-            subsampled, rough = sub_rows is not fit_rows, max(self.tol, ROUGH_TOL)
-            fitter = self._preconditioned_fitter(sub_rows, sub_y, rows.n, *stats, rough if subsampled else self.tol)
-            best = self._walk(fitter, x_val, y_val)
-            if subsampled:  # walk again on every row, from the subsample's choice and optimum, to the
-                # rough tolerance, then refit the chosen C to tol
+            rough, start = max(self.tol, ROUGH_TOL), None
+            if first is not None:  # warm: from the given probe, in the coordinates fitted
+                w, b = standardise(init["coef"], init["intercept"], mean, scale)
+                start = {"std": (w.T if basis is None else basis.T @ w.T, b)}
+            if sub_rows is not fit_rows:  # walk the subsample first, to the rough tolerance
+                sub_fitter = self._preconditioned_fitter(sub_rows, sub_y, rows.n, *stats, rough)
+                best = self._walk(sub_fitter, x_val, y_val, first, start)
+                first, start = best["C"], best["solution"]
+            if start is None:  # cold on every row: one walk to tol
+                fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, self.tol)
+                best = self._walk(fitter, x_val, y_val)
+            else:  # walk every row from that start to the rough tolerance, then refit the chosen C to tol
                 fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, rough)
-                best = self._walk(fitter, x_val, y_val, best["C"], best["solution"])
+                best = self._walk(fitter, x_val, y_val, first, start)
                 if rough > self.tol:
                     fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, self.tol)
                     best = self._fit_and_record(fitter, best["C"], best["solution"], x_val, y_val)
@@ -207,6 +229,17 @@ class LinearProbe:
         self.train_error_, self.train_loss_ = train
         self.fit_seconds_ = time.time() - t0
         return self
+
+    def _check_init(self, init: dict, d: int) -> float:
+        """The grid C a warm start begins at (the grid's nearest to ``init["C"]``, on a log scale),
+        after checking ``init``'s weights fit this problem's ``d`` features and classes."""
+        coef, intercept = np.asarray(init["coef"]), np.asarray(init["intercept"])
+        k = 1 if len(self.classes_) == 2 else len(self.classes_)
+        if coef.shape != (k, d) or intercept.shape != (k,) or not np.isfinite(init["C"]) or init["C"] <= 0:
+            raise ValueError(f"init: a probe of coef {coef.shape}, intercept {intercept.shape}, C={init['C']}; "
+                             f"expected ({k}, {d}), ({k},) and C > 0 for {len(self.classes_)} classes, {d} features")  # fmt: skip
+        grid = np.array(sorted(self.Cs), dtype=float)
+        return float(grid[np.argmin(np.abs(np.log(grid) - np.log(init["C"])))])
 
     def _reduce(self, rows: Rows, mean, scale, cov) -> tuple:
         """``rows`` in an orthonormal basis of their standardised span, if that has at most
@@ -348,17 +381,21 @@ def log_prior(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
     return logp[1:] - logp[0] if len(classes) == 2 else logp
 
 
-def fit_point(settings: dict, activations: Path) -> tuple[dict, dict[str, np.ndarray]]:
+def fit_point(settings: dict, activations: Path, init: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """Fit the probe of one (experiment, repeat, checkpoint, point); return its metrics and weights.
 
     ``settings`` holds ``experiment, repeat, step, point, layer_index`` and
-    ``probe`` (the ``LinearProbe`` parameters). The weights are the probe's
-    raw-feature ``coef``, ``intercept``, ``classes`` and chosen ``C``. Activations
-    with NaN or infinite entries (an exploded model) get no fit: the probe is the
-    constant class-prior classifier, at chance level, with a warning.
+    ``probe`` (the ``LinearProbe`` parameters, plus ``memory_budget_mb`` and
+    ``warm_start``, which concern the job). The weights are the probe's
+    raw-feature ``coef``, ``intercept``, ``classes`` and chosen ``C``; ``init``, such
+    weights of another probe of the point (the previous checkpoint's), warm-starts
+    the fit (``LinearProbe.fit``). Activations with NaN or infinite entries (an
+    exploded model) get no fit: the probe is the constant class-prior classifier,
+    at chance level, with a warning.
     """
     point, params = settings["point"], dict(settings["probe"])
     budget_mb = params.pop("memory_budget_mb", 0)
+    warm = params.pop("warm_start", False)
     expect = {"experiment": settings["experiment"], "step": settings["step"]}
     where = f"{settings['experiment']} step {settings['step']} {point}"
     warnings: list[str] = []
@@ -382,6 +419,8 @@ def fit_point(settings: dict, activations: Path) -> tuple[dict, dict[str, np.nda
             "val": count_nonfinite(x_val),
             "test": count_nonfinite(Rows(test)),
         }
+        digest = activations_digest([(x, y), (x_val, y_val), (Rows(test), y_test)]) if warm else None
+        start = "cold" if init is None or any(nonfinite.values()) else "warm"
         if any(nonfinite.values()):
             counts = ", ".join(f"{n} in {split}" for split, n in nonfinite.items() if n)
             warnings.append(f"activations contain NaN or infinite values ({counts}): "
@@ -393,8 +432,17 @@ def fit_point(settings: dict, activations: Path) -> tuple[dict, dict[str, np.nda
                 fit[f"{split}_error"], fit[f"{split}_loss"] = metrics(np.zeros((len(intercept), 0)), intercept, classes,
                                                                       np.zeros((len(labels), 0), np.float32), labels)  # fmt: skip
             weights = {"coef": np.zeros((len(intercept), train.shape[1])), "intercept": intercept}
+        elif start == "warm" and init.get("digest") == digest:  # the activations the given probe was fitted on
+            start, classes = "reused", np.unique(y)
+            coef, intercept = init["coef"], init["intercept"]
+            weights = {"coef": coef, "intercept": intercept}
+            fit = {"C": init["C"], "n_iter": 0, "converged": init["converged"], "path": [], "reduced_rank": None}
+            for split, (xs, labels) in {"train": (x, y), "val": (x_val, y_val), "test": (Rows(test), y_test)}.items():
+                fit[f"{split}_error"], fit[f"{split}_loss"] = metrics(coef, intercept, classes, xs, labels)
+            fit["fit_seconds"] = time.time() - t0
+            log.info("%s: activations identical to the previous probe's: its probe reused", where)
         else:
-            probe = LinearProbe(**params).fit(x, y, x_val, y_val, copy=False)
+            probe = LinearProbe(**params).fit(x, y, x_val, y_val, copy=False, init=init)
             classes = probe.classes_
             fit = {"C": probe.C_, "n_iter": probe.n_iter_, "converged": probe.converged_, "path": probe.path_,
                    "fit_seconds": probe.fit_seconds_, "train_error": probe.train_error_, "train_loss": probe.train_loss_,
@@ -402,41 +450,85 @@ def fit_point(settings: dict, activations: Path) -> tuple[dict, dict[str, np.nda
                    "reduced_rank": probe.reduced_rank_}  # fmt: skip
             fit["test_error"], fit["test_loss"] = probe.error_and_loss(Rows(test), y_test)
             weights = {"coef": probe.coef_, "intercept": probe.intercept_}
-            if constant:
-                warnings.append("activations are constant over the training rows: "
-                                "the probe can only predict class frequencies (chance level)")  # fmt: skip
-            if not probe.converged_:
-                warnings.append(f"probe did not converge at the chosen C={probe.C_:g} within max_iter="
-                                f"{params['max_iter']} (tol={params['tol']:g})")  # fmt: skip
+        if constant and not any(nonfinite.values()):
+            warnings.append("activations are constant over the training rows: "
+                            "the probe can only predict class frequencies (chance level)")  # fmt: skip
+        if not fit["converged"]:
+            warnings.append(f"probe did not converge at the chosen C={fit['C']:g} within max_iter="
+                            f"{params['max_iter']} (tol={params['tol']:g})")  # fmt: skip
         del x, x_val
     result = {
         **{k: settings[k] for k in ("experiment", "repeat", "step", "point", "layer_index")},
         "width": int(train.shape[1]), "activation_norm": activation_norm, "solver": params["solver"], **fit,
-        "out_of_core": out_of_core, "nonfinite": nonfinite, "warnings": warnings,
+        "out_of_core": out_of_core, "start": start, "nonfinite": nonfinite, "warnings": warnings,
     }  # fmt: skip
     for msg in warnings:
         log.warning("%s: %s", where, msg)
     log.info("%s: C=%g train %.4f val %.4f test %.4f error (%d iterations, %.1f s)", where, fit["C"],
              fit["train_error"], fit["val_error"], fit["test_error"], fit["n_iter"], fit["fit_seconds"])  # fmt: skip
-    return result, {**weights, "classes": classes, "C": np.float64(fit["C"])}
+    stored = {**weights, "classes": classes, "C": np.float64(fit["C"]), "converged": np.bool_(fit["converged"])}
+    return result, stored if digest is None else {**stored, "digest": np.str_(digest)}
 
 
-def fit_points(settings: dict, activations: Path, out_json: Path, out_weights: Path) -> list[dict]:
+def activations_digest(splits: list[tuple]) -> str:
+    """A BLAKE2 digest of the activations and labels of every split, block by block: equal digests,
+    equal data (a probe fitted on one is the probe of the other)."""
+    h = hashlib.blake2b(digest_size=16)
+    for x, labels in splits:
+        rows = as_rows(x)
+        h.update(np.array([rows.n, rows.d], np.int64).tobytes())
+        for _, block in rows:
+            h.update(np.ascontiguousarray(block).tobytes())
+        h.update(np.ascontiguousarray(labels, np.int64).tobytes())
+    return h.hexdigest()
+
+
+def fit_points(
+    settings: dict, activations: Path, out_json: Path, out_weights: Path, warm_from: Path | None = None
+) -> list[dict]:
     """Fit the probes of one probe job: some points of one (experiment, repeat, checkpoint).
 
     ``settings`` holds ``experiment, repeat, step`` and ``points``, a list of
     ``{point, layer_index, probe}``. Writes a JSON list of each point's metrics
     and one ``.npz`` whose arrays are named ``<point>.coef``, ``<point>.intercept``,
     ``<point>.classes`` and ``<point>.C``; both only once every probe is fitted.
+    ``warm_from``, such an ``.npz`` of the same points (the previous checkpoint's
+    job), warm-starts each probe from its probe there (cold where that probe had
+    no fit: non-finite activations).
     """
     common = {k: settings[k] for k in ("experiment", "repeat", "step")}
+    previous = previous_probes(warm_from, [spec["point"] for spec in settings["points"]]) if warm_from else {}
     results, arrays = [], {}
     for i, spec in enumerate(settings["points"], 1):
-        log.info("probe %d/%d: %s", i, len(settings["points"]), spec["point"])
-        result, weights = fit_point({**common, **spec}, activations)
+        log.info("probe %d/%d: %s%s", i, len(settings["points"]), spec["point"],
+                 " (warm start)" if previous.get(spec["point"]) else "")  # fmt: skip
+        result, weights = fit_point({**common, **spec}, activations, previous.get(spec["point"]))
         results.append(result)
         arrays.update({f"{spec['point']}.{k}": v for k, v in weights.items()})
     with atomic_output(out_weights) as tmp:
         np.savez(tmp, **arrays)
     write_json(results, out_json)
     return results
+
+
+def previous_probes(path: Path, points: list[str]) -> dict[str, dict | None]:
+    """Each point's probe (``C``, ``coef``, ``intercept``) in a probe job's ``.npz``; ``None`` for
+    a point whose probe had no fit (``C`` NaN)."""
+    try:
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable probe weights for a warm start ({exc})") from exc
+    missing = [p for p in points if f"{p}.C" not in arrays]
+    if missing:
+        raise ValueError(f"{path}: no probe of {missing} to warm-start from; it has {sorted(arrays)}")
+    out = {}
+    for p in points:
+        C = float(arrays[f"{p}.C"])
+        digest = str(arrays[f"{p}.digest"]) if f"{p}.digest" in arrays else None
+        converged = bool(arrays[f"{p}.converged"]) if f"{p}.converged" in arrays else True
+        out[p] = None if not np.isfinite(C) else {
+            "C": C, "coef": arrays[f"{p}.coef"], "intercept": arrays[f"{p}.intercept"],
+            "converged": converged, "digest": digest,
+        }  # fmt: skip
+    return out

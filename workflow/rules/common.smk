@@ -86,6 +86,16 @@ def probe_settings(wildcards) -> str:
     )
 
 
+def previous_probe_weights(wildcards) -> list[str]:
+    """With ``probe.warm_start``, the same probe job's weights at the previous checkpoint (none at the first)."""
+    exp = experiment(wildcards)
+    step = int(wildcards.step)
+    if not exp.spec["probe"].get("warm_start", False) or step == exp.steps[0]:
+        return []
+    prev = exp.steps[exp.steps.index(step) - 1]
+    return [f"{RESULTS}/{exp.name}/r{wildcards.repeat}/probes/step{prev}/{wildcards.job}.npz"]
+
+
 def figure_spec(wildcards) -> dict:
     return config["figures"][wildcards.figure]
 

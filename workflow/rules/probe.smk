@@ -1,12 +1,14 @@
 rule probe:
     input:
-        f"{RUN}/activations/step{{step}}.h5",
+        activations=f"{RUN}/activations/step{{step}}.h5",
+        previous=previous_probe_weights,
     output:
         json=PROBE_JSON,
         weights=f"{RUN}/probes/step{{step}}/{{job}}.npz",
     params:
         settings=probe_settings,
         code=CODE["probe"],
+        warm=lambda wildcards, input: f"--warm-start {input.previous}" if input.previous else "",
     log:
         f"{LOGS}/probe/{{experiment}}/r{{repeat}}/step{{step}}/{{job}}.log",
     benchmark:
@@ -16,5 +18,5 @@ rule probe:
         mem_mb=lambda wc: max(experiment(wc).probe_mem_mb(p) for p in job_points(wc)),
         runtime=lambda wc: sum(10 + experiment(wc).widths[p] // 100 for p in job_points(wc)),
     shell:
-        "probes fit --settings {params.settings:q} --activations {input}"
+        "probes fit --settings {params.settings:q} --activations {input.activations} {params.warm}"
         " --out-json {output.json} --out-weights {output.weights} --threads {threads} > {log} 2>&1"
