@@ -49,6 +49,8 @@ def test_default_config_is_valid_and_reproduces_the_paper(config):
          r"probe\.solver = 'newton': 'newton' is not one of \['lbfgs', 'sag', 'saga', 'preconditioned_lbfgs'\]"),
         (lambda c: c["experiments"]["mnist_convnet"]["probe"]["overrides"].update(logits={"tol": 0}),
          r"probe\.overrides\.logits\.tol = 0"),
+        (lambda c: c["experiments"]["mnist_convnet"]["probe"]["overrides"].update(logits={"warm_start": True}),
+         r"probe\.overrides\.logits = .*'warm_start' was unexpected"),  # one setting for the experiment's chain
         (lambda c: c["experiments"]["mnist_convnet"].update(points=["input", "conv3_preact"]),
          r"experiments\.mnist_convnet\.points: \['conv3_preact'\] are not probe points of model 'mnist_convnet'"),
         (lambda c: c["experiments"]["mnist_convnet"]["checkpoints"].update(steps=[0, 9000]),

@@ -174,7 +174,7 @@ def test_nan_inf_or_constant_activations_give_chance_level_with_a_warning_and_st
 def standardised_objective(probe: LinearProbe, x: np.ndarray, y: np.ndarray) -> float:
     """The probe's objective at its C (mean cross-entropy + ||W||^2 / (2 C n), W on standardised
     features), in float64."""
-    mean, scale, _ = feature_stats(Rows(x), False)
+    _, scale, _ = feature_stats(Rows(x), False)
     z = x.astype(np.float64) @ probe.coef_.T + probe.intercept_
     z = np.hstack([np.zeros_like(z), z]) if z.shape[1] == 1 else z
     z -= z.max(axis=1, keepdims=True)
@@ -232,3 +232,59 @@ def test_fit_points_warm_starts_each_point_from_the_previous_jobs_weights_or_reu
     with pytest.raises(ValueError, match=r"other.npz: no probe of \['same'\] to warm-start from"):
         fit_points({"experiment": "e", "repeat": 0, "step": 1, "points": points}, tmp_path / "step1.h5",
                    tmp_path / "p2.json", tmp_path / "p2.npz", warm_from=tmp_path / "other.npz")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "settings, k, low_rank",
+    [
+        ({"solver": "lbfgs"}, 3, False),
+        ({"solver": "lbfgs"}, 2, False),
+        ({"solver": "preconditioned_lbfgs"}, 3, False),
+        ({"solver": "preconditioned_lbfgs", "standardize": False}, 2, False),
+        ({"solver": "preconditioned_lbfgs", "whiten_max_width": 20}, 3, True),  # fitted on a rank-8 basis
+    ],
+)
+def test_a_probe_warm_started_from_its_own_solution_starts_at_the_optimum(settings, k, low_rank):
+    x, y = separable(1500, d=40, k=k, seed=11)
+    if low_rank:
+        x = (x[:, :8] @ np.random.default_rng(12).normal(size=(8, 40))).astype(np.float32)
+        y = np.argmax(x[:, :k], axis=1)
+    y = np.where(np.random.default_rng(13).random(1500) < 0.1, (y + 1) % k, y)
+    params = {"Cs": [1e-2, 1e-1, 1.0], "tol": 1e-6, "max_iter": 2000, **settings}
+    cold = LinearProbe(**params).fit(x[:1000], y[:1000], x[1000:], y[1000:])
+    assert (cold.reduced_rank_ is not None) == low_rank
+    init = {"C": cold.C_, "coef": cold.coef_, "intercept": cold.intercept_}
+    warm = LinearProbe(**params).fit(x[:1000], y[:1000], x[1000:], y[1000:], init=init)
+    # the start maps back to the same point in the coordinates fitted: nothing left to do at that C
+    assert warm.path_[0]["C"] == cold.C_ and warm.path_[0]["n_iter"] <= 3  # cold: 6-42, from half the weights: 6-10
+    assert warm.C_ == cold.C_ and np.allclose(warm.coef_, cold.coef_, rtol=1e-3, atol=1e-3 * np.abs(cold.coef_).max())
+
+
+def test_a_probe_is_reused_only_with_warm_start_on_the_same_data_labels_and_settings_once_converged(tmp_path):
+    x, y = separable(900, d=20, seed=14)
+    labels = {"step0": y, "step1": y, "step2": y.copy()}
+    labels["step2"][800:] = (labels["step2"][800:] + 1) % 3  # test labels only
+    for step, lab in labels.items():
+        with h5py.File(tmp_path / f"{step}.h5", "w") as f:
+            f.attrs.update(complete=True, experiment="e", step=int(step[-1]))
+            for split, sl in (("train", slice(0, 500)), ("val", slice(500, 700)), ("test", slice(700, 900))):
+                f[f"{split}/labels"] = lab[sl]
+                f[f"{split}/a"] = f[f"{split}/b"] = x[sl]
+    probe = {"Cs": [0.1, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-6, "max_iter": 1000, "warm_start": True}
+
+    def run(step: int, points: list, warm_from=None) -> list[str]:
+        settings = {"experiment": "e", "repeat": 0, "step": step, "points": points}
+        out = tmp_path / f"p{step}"
+        results = fit_points(settings, tmp_path / f"step{step}.h5", out.with_suffix(".json"), out.with_suffix(".npz"),
+                             warm_from)  # fmt: skip
+        return [r["start"] for r in results]
+
+    points = [{"point": "a", "layer_index": 0, "probe": probe},
+              {"point": "b", "layer_index": 1, "probe": {**probe, "max_iter": 1}}]  # fmt: skip
+    assert run(0, points) == ["cold", "cold"]
+    assert run(1, points, tmp_path / "p0.npz") == ["reused", "warm"]  # b did not converge at step 0: fitted again
+    assert run(2, points, tmp_path / "p1.npz") == ["warm", "warm"]  # other test labels
+    other = [{**points[0], "probe": {**probe, "tol": 1e-5}}, points[1]]  # other settings
+    assert run(1, other, tmp_path / "p0.npz") == ["warm", "warm"]
+    off = [{**p, "probe": {k: v for k, v in p["probe"].items() if k != "warm_start"}} for p in points]
+    assert run(1, off, tmp_path / "p0.npz") == ["warm", "warm"]  # warm_start off: never reused

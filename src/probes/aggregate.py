@@ -11,7 +11,7 @@ from .atomic import atomic_output
 PROBE_COLUMNS = [
     "experiment", "repeat", "step", "point", "layer_index", "width", "activation_norm", "C", "solver",
     "train_error", "val_error", "test_error", "train_loss", "val_loss", "test_loss",
-    "n_iter", "converged", "fit_seconds", "warnings",
+    "n_iter", "converged", "fit_seconds", "start", "warnings",
 ]  # fmt: skip
 MODEL_COLUMNS = [
     "experiment", "repeat", "step", "epoch",

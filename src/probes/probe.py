@@ -3,10 +3,10 @@
 ``LinearProbe`` follows scikit-learn's fit / predict / score conventions, with
 one difference: ``fit`` also takes the validation split, on which it picks the
 inverse regularisation ``C`` from a grid. The walk starts at the grid's middle
-C (its lower middle for an even grid), goes up towards weaker regularisation,
-then down from the middle towards stronger, each fit warm-started from the
-previous solution; each direction stops once validation error has not
-improved for ``patience`` grid points.
+C (its lower middle for an even grid; or a given probe's C, from its weights),
+goes up towards weaker regularisation, then down from there towards stronger,
+each fit warm-started from the previous solution; each direction stops once
+validation error has not improved for ``patience`` grid points.
 
 Two solvers minimise the same objective (scikit-learn's, on standardised
 features): scikit-learn's own (``lbfgs``, ``sag``, ``saga``), and
@@ -24,6 +24,7 @@ every row to ``tol``. The stored ``coef_`` / ``intercept_`` act on raw
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 import warnings
@@ -163,7 +164,8 @@ class LinearProbe:
         wide matrix). ``init``, a probe of the same features and classes (``C``,
         raw-feature ``coef`` and ``intercept``, as ``fit_point`` stores them; say the
         previous checkpoint's), warm-starts the walk (the subsample's, if any): it
-        starts at that C from those weights; the optimum of each C is the same.
+        starts at that C from those weights. Each C's optimum is the same as cold;
+        with ``patience`` the walk may visit, and so choose, other C's than a cold one.
         Sets ``C_``, ``coef_``, ``intercept_``, ``classes_``,
         ``n_iter_``, ``converged_``, ``path_`` (one record per fit), ``train_error_``,
         ``train_loss_``, ``val_error_``, ``val_loss_`` and ``fit_seconds_``.
@@ -209,16 +211,15 @@ class LinearProbe:
             if first is not None:  # warm: from the given probe, in the coordinates fitted
                 w, b = standardise(init["coef"], init["intercept"], mean, scale)
                 start = {"std": (w.T if basis is None else basis.T @ w.T, b)}
-            if sub_rows is not fit_rows:  # walk the subsample first, to the rough tolerance
+            if sub_rows is fit_rows:  # one walk on every row, to tol (cold or from init)
+                fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, self.tol)
+                best = self._walk(fitter, x_val, y_val, first, start)
+            else:  # walk the subsample, then every row from its choice and solution, both to the
+                # rough tolerance; then refit the chosen C to tol
                 sub_fitter = self._preconditioned_fitter(sub_rows, sub_y, rows.n, *stats, rough)
                 best = self._walk(sub_fitter, x_val, y_val, first, start)
-                first, start = best["C"], best["solution"]
-            if start is None:  # cold on every row: one walk to tol
-                fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, self.tol)
-                best = self._walk(fitter, x_val, y_val)
-            else:  # walk every row from that start to the rough tolerance, then refit the chosen C to tol
                 fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, rough)
-                best = self._walk(fitter, x_val, y_val, first, start)
+                best = self._walk(fitter, x_val, y_val, best["C"], best["solution"])
                 if rough > self.tol:
                     fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, self.tol)
                     best = self._fit_and_record(fitter, best["C"], best["solution"], x_val, y_val)
@@ -387,11 +388,14 @@ def fit_point(settings: dict, activations: Path, init: dict | None = None) -> tu
     ``settings`` holds ``experiment, repeat, step, point, layer_index`` and
     ``probe`` (the ``LinearProbe`` parameters, plus ``memory_budget_mb`` and
     ``warm_start``, which concern the job). The weights are the probe's
-    raw-feature ``coef``, ``intercept``, ``classes`` and chosen ``C``; ``init``, such
-    weights of another probe of the point (the previous checkpoint's), warm-starts
-    the fit (``LinearProbe.fit``). Activations with NaN or infinite entries (an
-    exploded model) get no fit: the probe is the constant class-prior classifier,
-    at chance level, with a warning.
+    raw-feature ``coef``, ``intercept``, ``classes``, chosen ``C``, ``converged`` and
+    ``reduced_rank`` (-1: none), and with ``warm_start`` a ``digest`` of the probe
+    settings, activations and labels. ``init``, such a record of the point's probe
+    at the previous checkpoint, is reused as it is (scored again, no fit) when its
+    digest is this one's and it converged, and otherwise warm-starts the fit
+    (``LinearProbe.fit``). Activations with NaN or infinite entries (an exploded
+    model) get no fit: the probe is the constant class-prior classifier, at chance
+    level, with a warning.
     """
     point, params = settings["point"], dict(settings["probe"])
     budget_mb = params.pop("memory_budget_mb", 0)
@@ -419,7 +423,8 @@ def fit_point(settings: dict, activations: Path, init: dict | None = None) -> tu
             "val": count_nonfinite(x_val),
             "test": count_nonfinite(Rows(test)),
         }
-        digest = activations_digest([(x, y), (x_val, y_val), (Rows(test), y_test)]) if warm else None
+        splits = [(x, y), (x_val, y_val), (Rows(test), y_test)]
+        digest = probe_digest(settings["probe"], splits) if warm else None
         start = "cold" if init is None or any(nonfinite.values()) else "warm"
         if any(nonfinite.values()):
             counts = ", ".join(f"{n} in {split}" for split, n in nonfinite.items() if n)
@@ -432,14 +437,15 @@ def fit_point(settings: dict, activations: Path, init: dict | None = None) -> tu
                 fit[f"{split}_error"], fit[f"{split}_loss"] = metrics(np.zeros((len(intercept), 0)), intercept, classes,
                                                                       np.zeros((len(labels), 0), np.float32), labels)  # fmt: skip
             weights = {"coef": np.zeros((len(intercept), train.shape[1])), "intercept": intercept}
-        elif start == "warm" and init.get("digest") == digest:  # the activations the given probe was fitted on
-            start, classes = "reused", np.unique(y)
+        elif start == "warm" and digest is not None and init["digest"] == digest and init["converged"]:
+            # the settings and data the given probe was fitted with
+            start, classes, t1 = "reused", np.unique(y), time.time()
             coef, intercept = init["coef"], init["intercept"]
             weights = {"coef": coef, "intercept": intercept}
-            fit = {"C": init["C"], "n_iter": 0, "converged": init["converged"], "path": [], "reduced_rank": None}
-            for split, (xs, labels) in {"train": (x, y), "val": (x_val, y_val), "test": (Rows(test), y_test)}.items():
+            fit = {"C": init["C"], "n_iter": 0, "converged": True, "path": [], "reduced_rank": init["reduced_rank"]}
+            for split, (xs, labels) in zip(("train", "val", "test"), splits):
                 fit[f"{split}_error"], fit[f"{split}_loss"] = metrics(coef, intercept, classes, xs, labels)
-            fit["fit_seconds"] = time.time() - t0
+            fit["fit_seconds"] = time.time() - t1
             log.info("%s: activations identical to the previous probe's: its probe reused", where)
         else:
             probe = LinearProbe(**params).fit(x, y, x_val, y_val, copy=False, init=init)
@@ -466,14 +472,15 @@ def fit_point(settings: dict, activations: Path, init: dict | None = None) -> tu
         log.warning("%s: %s", where, msg)
     log.info("%s: C=%g train %.4f val %.4f test %.4f error (%d iterations, %.1f s)", where, fit["C"],
              fit["train_error"], fit["val_error"], fit["test_error"], fit["n_iter"], fit["fit_seconds"])  # fmt: skip
-    stored = {**weights, "classes": classes, "C": np.float64(fit["C"]), "converged": np.bool_(fit["converged"])}
+    stored = {**weights, "classes": classes, "C": np.float64(fit["C"]), "converged": np.bool_(fit["converged"]),
+              "reduced_rank": np.int64(-1 if fit["reduced_rank"] is None else fit["reduced_rank"])}  # fmt: skip
     return result, stored if digest is None else {**stored, "digest": np.str_(digest)}
 
 
-def activations_digest(splits: list[tuple]) -> str:
-    """A BLAKE2 digest of the activations and labels of every split, block by block: equal digests,
-    equal data (a probe fitted on one is the probe of the other)."""
-    h = hashlib.blake2b(digest_size=16)
+def probe_digest(probe_settings: dict, splits: list[tuple]) -> str:
+    """A BLAKE2 digest of a probe's settings and the activations and labels of every split (block by
+    block): equal digests, the same probe."""
+    h = hashlib.blake2b(json.dumps(probe_settings, sort_keys=True).encode(), digest_size=16)
     for x, labels in splits:
         rows = as_rows(x)
         h.update(np.array([rows.n, rows.d], np.int64).tobytes())
@@ -491,10 +498,10 @@ def fit_points(
     ``settings`` holds ``experiment, repeat, step`` and ``points``, a list of
     ``{point, layer_index, probe}``. Writes a JSON list of each point's metrics
     and one ``.npz`` whose arrays are named ``<point>.coef``, ``<point>.intercept``,
-    ``<point>.classes`` and ``<point>.C``; both only once every probe is fitted.
-    ``warm_from``, such an ``.npz`` of the same points (the previous checkpoint's
-    job), warm-starts each probe from its probe there (cold where that probe had
-    no fit: non-finite activations).
+    ``<point>.classes``, ``<point>.C`` and the rest of ``fit_point``'s record; both
+    only once every probe is fitted. ``warm_from``, such an ``.npz`` of the same
+    points (the previous checkpoint's job), gives each probe its ``init`` there
+    (none where that probe had no fit: non-finite activations).
     """
     common = {k: settings[k] for k in ("experiment", "repeat", "step")}
     previous = previous_probes(warm_from, [spec["point"] for spec in settings["points"]]) if warm_from else {}
@@ -512,8 +519,9 @@ def fit_points(
 
 
 def previous_probes(path: Path, points: list[str]) -> dict[str, dict | None]:
-    """Each point's probe (``C``, ``coef``, ``intercept``) in a probe job's ``.npz``; ``None`` for
-    a point whose probe had no fit (``C`` NaN)."""
+    """Each point's probe record in a probe job's ``.npz`` (``C``, ``coef``, ``intercept``,
+    ``converged``, ``reduced_rank``, ``digest`` or ``None``); ``None`` for a point whose probe
+    had no fit (``C`` NaN)."""
     try:
         with np.load(path) as f:
             arrays = {k: f[k] for k in f.files}
@@ -526,9 +534,9 @@ def previous_probes(path: Path, points: list[str]) -> dict[str, dict | None]:
     for p in points:
         C = float(arrays[f"{p}.C"])
         digest = str(arrays[f"{p}.digest"]) if f"{p}.digest" in arrays else None
-        converged = bool(arrays[f"{p}.converged"]) if f"{p}.converged" in arrays else True
+        rank = int(arrays.get(f"{p}.reduced_rank", -1))
         out[p] = None if not np.isfinite(C) else {
-            "C": C, "coef": arrays[f"{p}.coef"], "intercept": arrays[f"{p}.intercept"],
-            "converged": converged, "digest": digest,
+            "C": C, "coef": arrays[f"{p}.coef"], "intercept": arrays[f"{p}.intercept"], "digest": digest,
+            "converged": bool(arrays.get(f"{p}.converged", False)), "reduced_rank": None if rank < 0 else rank,
         }  # fmt: skip
     return out
