@@ -85,3 +85,32 @@ def test_html_report_holds_figure_tables_and_captions(tiny_run):
                  "model.csv", config["figures"]["figure5_tiny"]["caption"],
                  config["animations"]["tiny_mlp_aux_train_error"]["caption"], "Settings:", "max_iter 100"):  # fmt: skip
         assert text in html
+
+
+def test_dense_checkpoints_train_in_order_and_chain_warm_started_probes(tmp_path):
+    """The videos' setting in miniature: six checkpoints, one core, warm starts. Each training job
+    resumes from the checkpoint just before it (trained first), each probe job after the first
+    starts from the previous checkpoint's, and the unchanged input's probe is reused."""
+    import yaml
+    from conftest import REPO, mnist_source
+
+    config = yaml.safe_load((REPO / "tests/data/config_tiny.yaml").read_text())
+    exp = config["experiments"]["tiny_mlp_aux"]
+    exp.update(checkpoints={"every_steps": 4}, points=["input", "layer3"])
+    exp["probe"].update(warm_start=True, points_per_job=1)
+    source = mnist_source()
+    config.update(experiments={"tiny_mlp_aux": exp}, figures={}, animations={}, keep_activations=False)
+    config["mnist"]["local_dir"] = str(source) if source else None
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path, "--cores", "1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    steps = (0, 4, 8, 12, 16, 20)
+    logs = tmp_path / "results/logs/train/tiny_mlp_aux/r0"
+    for prev, step in zip(steps, steps[1:]):
+        first = (logs / f"step{step}.log").read_text().splitlines()[0]
+        assert first.endswith(f"resuming from results/tiny_mlp_aux/r0/checkpoints/step{prev}.pt"), first
+    rows = list(csv.DictReader(open(tmp_path / "results/tiny_mlp_aux/probes.csv")))
+    start = {(int(r["step"]), r["point"]): r["start"] for r in rows}
+    assert start == {**{(s, "input"): "reused" for s in steps[1:]}, **{(s, "layer3"): "warm" for s in steps[1:]},
+                     (0, "input"): "cold", (0, "layer3"): "cold"}  # fmt: skip
+    assert not list((tmp_path / "results/tiny_mlp_aux/r0/activations").glob("*.h5"))  # all probed and deleted

@@ -86,6 +86,11 @@ def probe_settings(wildcards) -> str:
     )
 
 
+def train_priority(wildcards) -> float:
+    """A training job's scheduling priority: in (0, 1], higher for earlier steps."""
+    return 1.0 - int(wildcards.step) / (experiment(wildcards).total_steps + 1)
+
+
 def previous_probe_weights(wildcards) -> list[str]:
     """With ``probe.warm_start``, the same probe job's weights at the previous checkpoint (none at the first)."""
     exp = experiment(wildcards)

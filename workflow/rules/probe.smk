@@ -16,7 +16,7 @@ rule probe:
     threads: 1
     # ahead of any ready training or extraction: each checkpoint's (temp) activations are probed and
     # deleted before more are extracted, which bounds the disk a run needs
-    priority: 1
+    priority: 2
     resources:
         mem_mb=lambda wc: max(experiment(wc).probe_mem_mb(p) for p in job_points(wc)),
         runtime=lambda wc: sum(10 + experiment(wc).widths[p] // 100 for p in job_points(wc)),
