@@ -1,10 +1,12 @@
 """The real workflow through Snakemake on a tiny config: outputs, sanity, and a no-op rerun."""
 
 import csv
+import itertools
 import json
 
 import pytest
-from conftest import snakemake
+import yaml
+from conftest import REPO, mnist_source, snakemake
 
 
 def test_every_output_exists_with_sane_values(tiny_run):
@@ -91,9 +93,6 @@ def test_dense_checkpoints_train_in_order_and_chain_warm_started_probes(tmp_path
     """The videos' setting in miniature: six checkpoints, one core, warm starts. Each training job
     resumes from the checkpoint just before it (trained first), each probe job after the first
     starts from the previous checkpoint's, and the unchanged input's probe is reused."""
-    import yaml
-    from conftest import REPO, mnist_source
-
     config = yaml.safe_load((REPO / "tests/data/config_tiny.yaml").read_text())
     exp = config["experiments"]["tiny_mlp_aux"]
     exp.update(checkpoints={"every_steps": 4}, points=["input", "layer3"])
@@ -106,10 +105,10 @@ def test_dense_checkpoints_train_in_order_and_chain_warm_started_probes(tmp_path
     assert run.returncode == 0, run.stderr[-3000:]
     steps = (0, 4, 8, 12, 16, 20)
     logs = tmp_path / "results/logs/train/tiny_mlp_aux/r0"
-    for prev, step in zip(steps, steps[1:]):
+    for prev, step in itertools.pairwise(steps):
         first = (logs / f"step{step}.log").read_text().splitlines()[0]
         assert first.endswith(f"resuming from results/tiny_mlp_aux/r0/checkpoints/step{prev}.pt"), first
-    rows = list(csv.DictReader(open(tmp_path / "results/tiny_mlp_aux/probes.csv")))
+    rows = list(csv.DictReader((tmp_path / "results/tiny_mlp_aux/probes.csv").read_text().splitlines()))
     start = {(int(r["step"]), r["point"]): r["start"] for r in rows}
     assert start == {**{(s, "input"): "reused" for s in steps[1:]}, **{(s, "layer3"): "warm" for s in steps[1:]},
                      (0, "input"): "cold", (0, "layer3"): "cold"}  # fmt: skip
