@@ -98,7 +98,7 @@ def previous_probe_weights(wildcards) -> list[str]:
     if not exp.spec["probe"].get("warm_start", False) or step == exp.steps[0]:
         return []
     prev = exp.steps[exp.steps.index(step) - 1]
-    return [f"{RESULTS}/{exp.name}/r{wildcards.repeat}/probes/step{prev}/{wildcards.job}.npz"]
+    return [PROBE_WEIGHTS.format(experiment=exp.name, repeat=wildcards.repeat, step=prev, job=wildcards.job)]
 
 
 def figure_spec(wildcards) -> dict:
@@ -110,6 +110,7 @@ def animation_spec(wildcards) -> dict:
 
 
 PROBE_JSON = f"{RUN}/probes/step{{step}}/{{job}}.json"
+PROBE_WEIGHTS = f"{RUN}/probes/step{{step}}/{{job}}.npz"
 MODEL_JSON = f"{RUN}/model/step{{step}}.json"
 
 

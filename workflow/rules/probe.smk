@@ -4,7 +4,7 @@ rule probe:
         previous=previous_probe_weights,
     output:
         json=PROBE_JSON,
-        weights=f"{RUN}/probes/step{{step}}/{{job}}.npz",
+        weights=PROBE_WEIGHTS,
     params:
         settings=probe_settings,
         code=CODE["probe"],
