@@ -70,9 +70,11 @@ def feature_stats(
     (with ``standardised=False``, of the raw columns).
 
     Two passes, float64 accumulation. A column counts as constant (scale 1, so it
-    stays zero after centring) when its spread is within float32 rounding of its
-    mean; the test is relative to each column, so the tiny but informative
-    activations of a very deep network (norms of 1e-13 and less) still count.
+    stays zero after centring) only when every value is the same: its float64 spread
+    is then exactly 0. Any other spread is information, however small against the
+    column's mean: a collapsed deep layer varies by a few float32 ulps on a constant
+    offset (spread 1e-10 on a mean of 1e-3), and scikit-learn's standardisation
+    (float64) keeps such columns too.
     """
     total = np.zeros(rows.d)
     for _, block in rows:
@@ -88,7 +90,7 @@ def feature_stats(
             c32 = centred.astype(np.float32)
             gram += c32.T @ c32
     std = np.sqrt(sq / rows.n)
-    constant = std <= np.maximum(1e-6 * np.abs(mean), np.finfo(np.float32).tiny)
+    constant = std == 0
     scale = np.where(constant, 1.0, std)
     cov = None if gram is None else gram / rows.n / (np.outer(scale, scale) if standardised else 1.0)
     return mean, scale, cov
@@ -307,9 +309,15 @@ def fit_logistic(
         return loss, grad_to_u(np.concatenate([(grad_w + lam * w).ravel(), grad_b]))
 
     u0 = to_u(np.concatenate([np.ravel(w0), b0]))
-    # the gradient tolerance is relative to the objective once it is below 1 (a near-separable probe's
-    # objective is ~1e-3: an absolute tolerance would stop it percents away from the optimum)
-    gtol = tol * min(1.0, fun(u0)[0])
+    # Stop at |g| <= tol * min(1, f(start), |g(0)|), g(0) the gradient at zero weights (a cold fit's
+    # start): relative to the objective once it is below 1 (a near-separable probe's objective is
+    # ~1e-3: an absolute tolerance would stop it percents from its optimum), and to the gradient at
+    # zero, so a layer whose every gradient is small from the start (tiny unstandardised features,
+    # barely informative ones) is not declared converged at its first iterate. A warm fit pays one
+    # evaluation for the reference.
+    f0, g0 = fun(u0)
+    g_ref = g0 if init is None else fun(np.zeros_like(u0))[1]
+    gtol = tol * min(1.0, f0, float(np.abs(g_ref).max()))
     res = minimize(
         fun,
         u0,
