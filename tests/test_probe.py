@@ -149,6 +149,7 @@ def test_nan_inf_or_constant_activations_give_chance_level_with_a_warning_and_st
     for name, split_counts in (("exploded", "1 in train, 1 in val"), ("inf_test", "1 in test")):
         r = results[name]
         assert np.isnan(r["C"]) and r["n_iter"] == 0
+        assert r["converged"] is False and r["status"] == "nonfinite"  # no fit: not a converged probe
         assert f"NaN or infinite values ({split_counts})" in r["warnings"][0] and "chance level" in r["warnings"][0]
         for split, sl in (("train", slice(0, 500)), ("val", slice(500, 700)), ("test", slice(700, 900))):
             assert r[f"{split}_error"] == pytest.approx(np.mean(y[sl] != majority)), (name, split)
@@ -157,6 +158,7 @@ def test_nan_inf_or_constant_activations_give_chance_level_with_a_warning_and_st
         "activations are constant over the training rows: the probe can only predict class frequencies (chance level)"
     ]
     assert results["constant"]["test_error"] == pytest.approx(np.mean(y[700:] != majority))
+    assert results["constant"]["status"] == "constant" and results["good"]["status"] == "ok"
     assert "NaN or infinite" in caplog.text and "constant over the training rows" in caplog.text
     assert json.loads((tmp_path / "p.json").read_text().replace("NaN", "null"))[1]["C"] is None
     # the aggregate and the figure take them: NaN C and norms, a model whose loss is NaN
@@ -188,7 +190,9 @@ def test_a_warm_start_from_the_previous_checkpoints_probe_reaches_the_same_optim
     x, y = separable(3000, d=30, seed=8)
     y = np.where(np.random.default_rng(9).random(3000) < 0.1, (y + 1) % 3, y)  # noise: C matters
     before = x + np.random.default_rng(10).normal(scale=0.05 * x.std(axis=0), size=x.shape).astype(np.float32)
-    settings = {"Cs": [1e-3, 1e-2, 1e-1, 1.0], "solver": solver, "tol": 1e-6, "max_iter": 1000}
+    # the whole grid: with patience a walk from elsewhere may stop at another local minimum of the
+    # (noisy) validation curve
+    settings = {"Cs": [1e-3, 1e-2, 1e-1, 1.0], "solver": solver, "tol": 1e-6, "max_iter": 1000, "patience": None}
     if solver == "preconditioned_lbfgs":
         settings["select_rows"] = 1000  # the subsample walk starts warm too
     xt, yt, xv, yv = x[:2000], y[:2000], x[2000:], y[2000:]
@@ -288,3 +292,41 @@ def test_a_probe_is_reused_only_with_warm_start_on_the_same_data_labels_and_sett
     assert run(1, other, tmp_path / "p0.npz") == ["warm", "warm"]
     off = [{**p, "probe": {k: v for k, v in p["probe"].items() if k != "warm_start"}} for p in points]
     assert run(1, off, tmp_path / "p0.npz") == ["warm", "warm"]  # warm_start off: never reused
+
+
+@pytest.mark.parametrize("n_train", [1, 40])
+def test_a_single_class_training_split_is_no_fit_and_says_so(tmp_path, n_train):
+    x, y = separable(300, d=6, seed=4)
+    y[:n_train] = 2  # one row, or 40 rows of one class
+    path = tmp_path / "act.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs.update(complete=True, experiment="e", step=0)
+        for split, sl in (("train", slice(0, n_train)), ("val", slice(100, 200)), ("test", slice(200, 300))):
+            f[f"{split}/labels"], f[f"{split}/layer"] = y[sl], x[sl]
+    probe = {"Cs": [0.1, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-6, "max_iter": 100}
+    settings = {"experiment": "e", "repeat": 0, "step": 0, "points": [{"point": "layer", "layer_index": 0, "probe": probe}]}
+    (r,) = fit_points(settings, path, tmp_path / "p.json", tmp_path / "p.npz")
+    assert r["status"] == "single_class" and r["converged"] is False and np.isnan(r["C"])
+    assert "all of class 2: no probe fitted" in r["warnings"][0] and "constant" not in " ".join(r["warnings"])
+    assert r["test_error"] == pytest.approx(np.mean(y[200:] != 2)) and r["train_error"] == 0.0
+
+
+@pytest.mark.parametrize("solver", ["preconditioned_lbfgs", "lbfgs"])
+def test_a_validation_optimum_beyond_the_grid_extends_the_walk_or_is_flagged(solver):
+    # nearly separable, many rows per weight: validation error keeps falling as C grows past the grid
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(10) * 3
+
+    def draw(n):
+        x = rng.standard_normal((n, 10)).astype(np.float32)
+        return x, (x @ w + 0.05 * rng.standard_normal(n) > 0).astype(int)
+
+    (x, y), (xv, yv) = draw(20000), draw(10000)
+    kw = {"Cs": [1e-6, 1e-5, 1e-4], "solver": solver, "tol": 1e-6, "max_iter": 1000}
+    probe = LinearProbe(**kw).fit(x, y, xv, yv)  # three decades past the grid by default
+    inside = LinearProbe(**kw, extend_decades=0).fit(x, y, xv, yv)
+    assert inside.C_ == 1e-4 and inside.C_limit_ == "upper"  # at the grid's edge: flagged
+    assert probe.C_ > 1e-4 and probe.val_error_ < inside.val_error_
+    walked = [r["C"] for r in probe.path_]
+    assert walked[:3] == [1e-5, 1e-4, 1e-6] and walked[3] == pytest.approx(1e-3)  # the grid, then beyond
+    assert probe.C_limit_ == ("upper" if probe.C_ == pytest.approx(1e-1) else "")

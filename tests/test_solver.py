@@ -154,6 +154,44 @@ def test_a_collapsed_layer_far_from_zero_is_fitted_and_stored_at_the_optimum():
     assert (objective(coef, intercept, (x - mean) / scale, y, 1.0) - best) / best < 1e-6  # was 3.5e-4
 
 
+@pytest.mark.parametrize("solver", ["preconditioned_lbfgs", "lbfgs"])
+def test_a_layer_varying_by_float32_ulps_on_a_constant_offset_is_fitted_at_its_optimum(solver):
+    # mlp128_skip step 5,000 layer63: feature spreads of ~1e-10 on means of ~1e-3, a few float32 ulps.
+    # Such columns were taken for constant (spread within 1e-6 of the mean): the probe saw nothing,
+    # stopped at once "converged" at the class prior, train error 66% against the optimum's 3%.
+    def collapsed(n, seed):
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, 3, n)
+        centres = np.random.default_rng(0).standard_normal((3, 20))
+        return (1e-3 + 3e-10 * (centres[y] + 1.5 * rng.standard_normal((n, 20)))).astype(np.float32), y
+
+    (x, y), (xv, yv) = collapsed(4000, 1), collapsed(2000, 2)
+    x64 = x.astype(np.float64)
+    mean, scale = x64.mean(axis=0), x64.std(axis=0)
+    assert np.all(scale < 1e-9) and np.all(scale / mean < 1e-6)
+    xs = (x64 - mean) / scale  # scikit-learn's standardisation, in float64
+    ref, best = reference(xs, y, 0.1)
+    probe = LinearProbe(Cs=[0.1], solver=solver, tol=1e-5, max_iter=1000).fit(x, y, xv, yv)
+    coef, intercept = probe.coef_ * scale, probe.intercept_ + probe.coef_ @ mean
+    assert (objective(coef, intercept, xs, y, 0.1) - best) / best < 1e-5  # was 8.4 (0.98 above 0.117)
+    assert probe.train_error_ == pytest.approx(np.mean(ref.predict(xs) != y), abs=2e-3)
+
+
+def test_the_stopping_rule_is_relative_to_the_gradient_at_zero():
+    # unstandardised features of 1e-3 (a tiny layer): every gradient is 1e-3 of a unit layer's, so
+    # an absolute tolerance was met 40x farther from the optimum (identity preconditioner)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 3000)
+    x = ((np.random.default_rng(1).standard_normal((3, 10))[y] + 2 * rng.standard_normal((3000, 10))) * 1e-3)
+    x = x.astype(np.float32)
+    C = 1e6
+    ref = LogisticRegression(C=C, tol=1e-12, max_iter=100000).fit(x.astype(np.float64), y)
+    best = objective(ref.coef_, ref.intercept_, x, y, C)
+    probe = LinearProbe(Cs=[C], solver="preconditioned_lbfgs", tol=1e-5, standardize=False, whiten_max_width=0,
+                        reduce_rank=False, curvature_max_params=0).fit(x, y, x[:500], y[:500])  # fmt: skip
+    assert objective(probe.coef_, probe.intercept_, x, y, C) - best < 2e-5  # 4.7e-6; was 2.0e-4
+
+
 def test_probe_with_subsampled_grid_chooses_c_on_all_rows_and_ends_at_the_optimum():
     x, y = noisy(4000, 80, seed=1)
     xv, yv = noisy(2000, 80, seed=2)

@@ -9,9 +9,9 @@ from pathlib import Path
 from .atomic import atomic_output
 
 PROBE_COLUMNS = [
-    "experiment", "repeat", "step", "point", "layer_index", "width", "activation_norm", "C", "solver",
+    "experiment", "repeat", "step", "point", "layer_index", "width", "activation_norm", "C", "C_limit", "solver",
     "train_error", "val_error", "test_error", "train_loss", "val_loss", "test_loss",
-    "n_iter", "converged", "fit_seconds", "start", "warnings",
+    "n_iter", "converged", "status", "fit_seconds", "start", "warnings",
 ]  # fmt: skip
 MODEL_COLUMNS = [
     "experiment", "repeat", "step", "epoch",

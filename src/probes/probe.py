@@ -6,7 +6,10 @@ inverse regularisation ``C`` from a grid. The walk starts at the grid's middle
 C (its lower middle for an even grid; or a given probe's C, from its weights),
 goes up towards weaker regularisation, then down from there towards stronger,
 each fit warm-started from the previous solution; each direction stops once
-validation error has not improved for ``patience`` grid points.
+validation error has not improved for ``patience`` grid points. Where the best C
+is at an end of the grid (the validation curve has not turned), the walk goes
+on past it a decade at a time, up to ``extend_decades``, and a best C at the
+last reachable one is flagged (``C_limit_``).
 
 Two solvers minimise the same objective (scikit-learn's, on standardised
 features): scikit-learn's own (``lbfgs``, ``sag``, ``saga``), and
@@ -121,7 +124,9 @@ class LinearProbe:
     one of ``lbfgs``, ``sag``, ``saga`` (scikit-learn) or ``preconditioned_lbfgs``;
     ``tol`` and ``max_iter`` per fit; ``standardize``; ``patience`` (grid points
     without validation improvement before the walk stops; ``None`` walks the
-    whole grid); ``random_state``; for ``preconditioned_lbfgs`` only,
+    whole grid); ``extend_decades`` (how many decades the walk may go past either end of
+    ``Cs`` while validation error still falls there); ``random_state``; for
+    ``preconditioned_lbfgs`` only,
     ``select_rows`` (first walk the grid on this many training rows, then on all
     from the C chosen there; 0 for all rows throughout), ``whiten_max_width``
     (plain standardisation above this width), ``curvature_max_params``,
@@ -144,6 +149,7 @@ class LinearProbe:
         curvature_max_params: int = 3000,
         curvature_rows: int = 4000,
         reduce_rank: bool = True,
+        extend_decades: int = 3,
     ) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"solver: {solver!r}; expected one of {list(SOLVERS)}")
@@ -151,7 +157,7 @@ class LinearProbe:
         self.standardize, self.patience, self.random_state = standardize, patience, random_state
         self.select_rows, self.whiten_max_width = select_rows, whiten_max_width
         self.curvature_max_params, self.curvature_rows = curvature_max_params, curvature_rows
-        self.reduce_rank = reduce_rank
+        self.reduce_rank, self.extend_decades = reduce_rank, extend_decades
 
     def fit(
         self, x, y: np.ndarray, x_val, y_val: np.ndarray, copy: bool = True, init: dict | None = None
@@ -166,7 +172,7 @@ class LinearProbe:
         previous checkpoint's), warm-starts the walk (the subsample's, if any): it
         starts at that C from those weights. Each C's optimum is the same as cold;
         with ``patience`` the walk may visit, and so choose, other C's than a cold one.
-        Sets ``C_``, ``coef_``, ``intercept_``, ``classes_``,
+        Sets ``C_``, ``C_limit_`` (``_walk``), ``coef_``, ``intercept_``, ``classes_``,
         ``n_iter_``, ``converged_``, ``path_`` (one record per fit), ``train_error_``,
         ``train_loss_``, ``val_error_``, ``val_loss_`` and ``fit_seconds_``.
         """
@@ -239,8 +245,8 @@ class LinearProbe:
         if coef.shape != (k, d) or intercept.shape != (k,) or not np.isfinite(init["C"]) or init["C"] <= 0:
             raise ValueError(f"init: a probe of coef {coef.shape}, intercept {intercept.shape}, C={init['C']}; "
                              f"expected ({k}, {d}), ({k},) and C > 0 for {len(self.classes_)} classes, {d} features")  # fmt: skip
-        grid = np.array(sorted(self.Cs), dtype=float)
-        return float(grid[np.argmin(np.abs(np.log(grid) - np.log(init["C"])))])
+        grid = self.grid()
+        return grid[int(np.argmin(np.abs(np.log(grid) - np.log(init["C"]))))]
 
     def _reduce(self, rows: Rows, mean, scale, cov) -> tuple:
         """``rows`` in an orthonormal basis of their standardised span, if that has at most
@@ -268,28 +274,56 @@ class LinearProbe:
             return mean, scale, cov
         return np.zeros_like(mean), np.ones_like(scale), cov
 
+    def grid(self) -> list[float]:
+        """The C grid and its extensions: ``extend_decades`` decades below and above ``Cs``, a
+        decade apart, in increasing order (``_walk`` visits an extension only while the best C
+        is the last one it fitted in that direction). A single C is fixed: no extensions."""
+        core = sorted(self.Cs)
+        n = self.extend_decades if len(core) > 1 else 0  # one C is a fixed C, not a grid to search
+        below = [core[0] / 10.0**k for k in range(n, 0, -1)]
+        above = [core[-1] * 10.0**k for k in range(1, n + 1)]
+        return below + core + above
+
     def _walk(self, fitter: Fitter, x_val, y_val, first: float | None = None, init=None) -> dict:
-        """Walk the C grid from ``first`` (default: its middle) up to the weakest regularisation,
-        then from ``first`` down to the strongest; return the best record. The fit at ``first``
-        starts from ``init`` (or cold), every other from its neighbour's solution."""
-        grid = sorted(self.Cs)
-        i = (len(grid) - 1) // 2 if first is None else grid.index(first)
-        best = None  # ordered by val error, val loss, then smaller C
-        first_record = None
-        for down, walk in enumerate((grid[i:], grid[:i][::-1])):
-            start = first_record["solution"] if down else init
-            since_best = 0
-            for C in walk:
-                record = self._fit_and_record(fitter, C, start, x_val, y_val)
-                start = record["solution"]
-                first_record = first_record or record
-                key = (record["val_error"], record["val_loss"], record["C"])
-                if best is None or key < (best["val_error"], best["val_loss"], best["C"]):
-                    best, since_best = record, 0
-                else:
-                    since_best += 1
-                    if self.patience is not None and since_best >= self.patience:
-                        break
+        """Walk the C grid from ``first`` (default: the middle of ``Cs``) up to the weakest
+        regularisation, then from ``first`` down to the strongest; return the best record. The
+        fit at ``first`` starts from ``init`` (or cold), every other from its neighbour's solution.
+        Then, while the best C is the largest (smallest) C fitted and at or past that end of
+        ``Cs`` (the validation curve has not turned there), fit a decade further, up to
+        ``extend_decades`` past the end. Sets ``C_limit_``: ``"upper"`` / ``"lower"`` when the
+        best C is the last C reachable that way (the optimum may lie beyond), else ``""``."""
+        grid, core = self.grid(), sorted(self.Cs)
+        lo, hi = grid.index(core[0]), grid.index(core[-1])
+        i = grid.index(core[(len(core) - 1) // 2]) if first is None else grid.index(first)
+        best: dict | None = None  # ordered by val error, val loss, then smaller C
+        records: dict[int, dict] = {}  # by grid index
+
+        def visit(j: int, start) -> bool:
+            """Fit ``grid[j]`` from ``start``; whether it is the new best."""
+            nonlocal best
+            record = records[j] = self._fit_and_record(fitter, grid[j], start, x_val, y_val)
+            better = best is None or (record["val_error"], record["val_loss"], record["C"]) < (
+                best["val_error"], best["val_loss"], best["C"])  # fmt: skip
+            best = record if better else best
+            return better
+
+        visit(i, init)
+        for step in (1, -1):  # up, then down, within Cs, each stopped by patience
+            j, since_best = i, 0
+            while lo <= j + step <= hi:
+                j += step
+                since_best = 0 if visit(j, records[j - step]["solution"]) else since_best + 1
+                if self.patience is not None and since_best >= self.patience:
+                    break
+        for step in (1, -1):  # past an end of Cs while the best is the last C fitted there
+            while True:
+                j = grid.index(best["C"])
+                last = max(records) if step == 1 else min(records)
+                past = j >= hi if step == 1 else j <= lo
+                if j != last or not past or not 0 <= j + step < len(grid) or not visit(j + step, best["solution"]):
+                    break
+        fixed = len(core) == 1
+        self.C_limit_ = "" if fixed else "upper" if best["C"] == grid[-1] else "lower" if best["C"] == grid[0] else ""
         return best
 
     def _fit_and_record(self, fitter: Fitter, C: float, start, x_val, y_val) -> dict:
@@ -382,6 +416,41 @@ def log_prior(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
     return logp[1:] - logp[0] if len(classes) == 2 else logp
 
 
+STATUSES = {
+    "ok": "a converged fit at a C inside the walk's reach",
+    "C_limit": "converged, but at the last C the walk could reach (see C_limit): the optimum may lie beyond",
+    "not_converged": "the solver stopped at max_iter before its tolerance",
+    "constant": "activations constant over the training rows: only class frequencies can be predicted",
+    "single_class": "the training split has one class: no probe fitted",
+    "nonfinite": "NaN or infinite activations (a diverged model): no probe fitted",
+}
+
+
+def probe_status(degenerate: str, constant: bool, converged: bool, C_limit: str) -> str:
+    """The first that applies of ``STATUSES``, most serious first."""
+    if degenerate:
+        return degenerate
+    return "constant" if constant else "not_converged" if not converged else "C_limit" if C_limit else "ok"
+
+
+def prior_probe(classes: np.ndarray, y: np.ndarray, labels: list[np.ndarray], width: int) -> tuple[dict, dict]:
+    """The fit record and weights of the class-prior classifier (no features), for a probe that
+    cannot be fitted: not converged, C NaN, errors and losses on each split of ``labels``."""
+    fit = {"C": np.nan, "n_iter": 0, "converged": False, "fit_seconds": 0.0, "path": [], "reduced_rank": None,
+           "C_limit": ""}  # fmt: skip
+    for split, lab in zip(("train", "val", "test"), labels):
+        if len(classes) == 1:  # always that class
+            wrong = lab != classes[0]
+            fit[f"{split}_error"], fit[f"{split}_loss"] = float(wrong.mean()), float("inf") if wrong.any() else 0.0
+        else:
+            fit[f"{split}_error"], fit[f"{split}_loss"] = metrics(np.zeros((len(log_prior(classes, y)), 0)),
+                                                                  log_prior(classes, y), classes,
+                                                                  np.zeros((len(lab), 0), np.float32), lab)  # fmt: skip
+    k = 1 if len(classes) <= 2 else len(classes)
+    intercept = log_prior(classes, y) if len(classes) > 1 else np.zeros(1)
+    return fit, {"coef": np.zeros((k, width)), "intercept": intercept}
+
+
 def fit_point(settings: dict, activations: Path, init: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """Fit the probe of one (experiment, repeat, checkpoint, point); return its metrics and weights.
 
@@ -425,24 +494,25 @@ def fit_point(settings: dict, activations: Path, init: dict | None = None) -> tu
         }
         splits = [(x, y), (x_val, y_val), (Rows(test), y_test)]
         digest = probe_digest(settings["probe"], splits) if warm else None
-        start = "cold" if init is None or any(nonfinite.values()) else "warm"
-        if any(nonfinite.values()):
-            counts = ", ".join(f"{n} in {split}" for split, n in nonfinite.items() if n)
-            warnings.append(f"activations contain NaN or infinite values ({counts}): "
-                            "no probe fitted; errors are those of the class-prior classifier (chance level)")  # fmt: skip
-            classes = np.unique(y)
-            intercept = log_prior(classes, y)
-            fit = {"C": np.nan, "n_iter": 0, "converged": True, "fit_seconds": 0.0, "path": [], "reduced_rank": None}
-            for split, labels in (("train", y), ("val", y_val), ("test", y_test)):  # scored without features
-                fit[f"{split}_error"], fit[f"{split}_loss"] = metrics(np.zeros((len(intercept), 0)), intercept, classes,
-                                                                      np.zeros((len(labels), 0), np.float32), labels)  # fmt: skip
-            weights = {"coef": np.zeros((len(intercept), train.shape[1])), "intercept": intercept}
+        classes = np.unique(y)
+        degenerate = "nonfinite" if any(nonfinite.values()) else "single_class" if len(classes) < 2 else ""
+        start = "cold" if init is None or degenerate else "warm"
+        if degenerate:  # no fit: the class-prior classifier, scored without features
+            if degenerate == "nonfinite":
+                counts = ", ".join(f"{n} in {split}" for split, n in nonfinite.items() if n)
+                warnings.append(f"activations contain NaN or infinite values ({counts}): "
+                                "no probe fitted; errors are those of the class-prior classifier (chance level)")  # fmt: skip
+            else:
+                warnings.append(f"the training split has {len(y)} row(s), all of class {classes[0]}: no probe fitted; "
+                                "errors are those of always predicting it")  # fmt: skip
+            fit, weights = prior_probe(classes, y, [y, y_val, y_test], train.shape[1])
         elif start == "warm" and digest is not None and init["digest"] == digest and init["converged"]:
             # the settings and data the given probe was fitted with
-            start, classes, t1 = "reused", np.unique(y), time.time()
+            start, t1 = "reused", time.time()
             coef, intercept = init["coef"], init["intercept"]
             weights = {"coef": coef, "intercept": intercept}
-            fit = {"C": init["C"], "n_iter": 0, "converged": True, "path": [], "reduced_rank": init["reduced_rank"]}
+            fit = {"C": init["C"], "n_iter": 0, "converged": True, "path": [], "reduced_rank": init["reduced_rank"],
+                   "C_limit": init["C_limit"]}  # fmt: skip
             for split, (xs, labels) in zip(("train", "val", "test"), splits):
                 fit[f"{split}_error"], fit[f"{split}_loss"] = metrics(coef, intercept, classes, xs, labels)
             fit["fit_seconds"] = time.time() - t1
@@ -453,13 +523,17 @@ def fit_point(settings: dict, activations: Path, init: dict | None = None) -> tu
             fit = {"C": probe.C_, "n_iter": probe.n_iter_, "converged": probe.converged_, "path": probe.path_,
                    "fit_seconds": probe.fit_seconds_, "train_error": probe.train_error_, "train_loss": probe.train_loss_,
                    "val_error": probe.val_error_, "val_loss": probe.val_loss_,
-                   "reduced_rank": probe.reduced_rank_}  # fmt: skip
+                   "reduced_rank": probe.reduced_rank_, "C_limit": probe.C_limit_}  # fmt: skip
+            if probe.C_limit_:
+                end = "largest" if probe.C_limit_ == "upper" else "smallest"
+                warnings.append(f"the chosen C={probe.C_:g} is the {end} the walk could reach (Cs extended by "
+                                f"extend_decades={probe.extend_decades}): the validation optimum may lie beyond")  # fmt: skip
             fit["test_error"], fit["test_loss"] = probe.error_and_loss(Rows(test), y_test)
             weights = {"coef": probe.coef_, "intercept": probe.intercept_}
-        if constant and not any(nonfinite.values()):
+        if constant and not degenerate:
             warnings.append("activations are constant over the training rows: "
                             "the probe can only predict class frequencies (chance level)")  # fmt: skip
-        if not fit["converged"]:
+        if not fit["converged"] and not degenerate:
             warnings.append(f"probe did not converge at the chosen C={fit['C']:g} within max_iter="
                             f"{params['max_iter']} (tol={params['tol']:g})")  # fmt: skip
         del x, x_val
@@ -467,12 +541,14 @@ def fit_point(settings: dict, activations: Path, init: dict | None = None) -> tu
         **{k: settings[k] for k in ("experiment", "repeat", "step", "point", "layer_index")},
         "width": int(train.shape[1]), "activation_norm": activation_norm, "solver": params["solver"], **fit,
         "out_of_core": out_of_core, "start": start, "nonfinite": nonfinite, "warnings": warnings,
+        "status": probe_status(degenerate, constant, fit["converged"], fit["C_limit"]),
     }  # fmt: skip
     for msg in warnings:
         log.warning("%s: %s", where, msg)
     log.info("%s: C=%g train %.4f val %.4f test %.4f error (%d iterations, %.1f s)", where, fit["C"],
              fit["train_error"], fit["val_error"], fit["test_error"], fit["n_iter"], fit["fit_seconds"])  # fmt: skip
     stored = {**weights, "classes": classes, "C": np.float64(fit["C"]), "converged": np.bool_(fit["converged"]),
+              "C_limit": np.str_(fit["C_limit"]),
               "reduced_rank": np.int64(-1 if fit["reduced_rank"] is None else fit["reduced_rank"])}  # fmt: skip
     return result, stored if digest is None else {**stored, "digest": np.str_(digest)}
 
@@ -538,5 +614,6 @@ def previous_probes(path: Path, points: list[str]) -> dict[str, dict | None]:
         out[p] = None if not np.isfinite(C) else {
             "C": C, "coef": arrays[f"{p}.coef"], "intercept": arrays[f"{p}.intercept"], "digest": digest,
             "converged": bool(arrays.get(f"{p}.converged", False)), "reduced_rank": None if rank < 0 else rank,
+            "C_limit": str(arrays.get(f"{p}.C_limit", "")),
         }  # fmt: skip
     return out
