@@ -1,8 +1,17 @@
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import probes
-from probes.provenance import STAGE_MODULES, normalised_source, source_digest, stage_digest
+from probes.provenance import (
+    STAGE_ENTRY,
+    STAGE_MODULES,
+    normalised_source,
+    source_digest,
+    stage_digest,
+    stage_modules,
+)
 
 PACKAGE = Path(probes.__file__).parent
 
@@ -32,3 +41,26 @@ def test_normalised_source_is_blind_to_layout_only():
     assert normalised_source(a) == normalised_source(b)
     assert normalised_source(a) != normalised_source(b.replace("2", "3"))
     assert normalised_source("    def g():\n        return 1\n") == normalised_source("def g():\n    return 1\n")
+
+
+def test_each_stage_digest_covers_every_package_module_its_code_loads():
+    # the modules Python actually loads for a stage's entry module, against the digest's: a module a
+    # stage starts to use (a future probe/warm.py, say) must rerun the stage when it changes
+    for stage, entry in STAGE_ENTRY.items():
+        code = f"import sys, probes.{entry}; print(' '.join(sorted(m for m in sys.modules if m.startswith('probes.'))))"
+        loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert {m.removeprefix("probes.") for m in loaded.split()} <= set(STAGE_MODULES[stage]), stage
+
+
+def test_a_module_a_stage_starts_to_import_joins_its_digest(tmp_path):
+    for f in PACKAGE.glob("*.py"):
+        shutil.copy(f, tmp_path / f.name)
+    assert "warm" not in stage_modules("probe", package=tmp_path)
+    (tmp_path / "warm.py").write_text("def start():\n    return 1\n")
+    src = (tmp_path / "solver.py").read_text()
+    (tmp_path / "solver.py").write_text(src.replace("import numpy as np\n", "import numpy as np\n\nfrom .warm import start\n", 1))
+    modules = stage_modules("probe", package=tmp_path)
+    assert "warm" in modules and "warm" not in stage_modules("train", package=tmp_path)
+    before = source_digest(*modules, package=tmp_path)
+    (tmp_path / "warm.py").write_text("def start():\n    return 2\n")
+    assert source_digest(*modules, package=tmp_path) != before

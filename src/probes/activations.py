@@ -10,15 +10,12 @@ the read.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
-
-from .atomic import atomic_output
 
 CHUNK_BYTES = 1 << 20
 
@@ -30,12 +27,6 @@ class ActivationError(RuntimeError):
 def chunk_rows(width: int, n: int) -> int:
     """Rows per HDF5 chunk so that a chunk holds about 1 MiB."""
     return max(1, min(n, CHUNK_BYTES // (4 * width)))
-
-
-def write_json(obj: dict, path: Path) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically."""
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
 class CheckedDataset:

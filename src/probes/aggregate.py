@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
-from .atomic import atomic_output
+from .files import read_json, write_csv
 
 PROBE_COLUMNS = [
     "experiment", "repeat", "step", "point", "layer_index", "width", "activation_norm", "C", "C_limit", "solver",
@@ -19,25 +17,12 @@ MODEL_COLUMNS = [
 ]  # fmt: skip
 
 
-def write_csv(rows: list[dict], columns: list[str], out: Path) -> None:
-    """Write ``rows`` (only ``columns``, in order) to ``out`` atomically."""
-    with atomic_output(out) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def aggregate(probe_jsons: list[Path], model_jsons: list[Path], probes_csv: Path, model_csv: Path) -> None:
     """One row per probe (each JSON holds a list of them) into ``probes_csv``; one row per checkpoint's own model metrics into ``model_csv``."""
-    rows = [r for p in probe_jsons for r in json.loads(Path(p).read_text())]  # one list of probes per job
+    rows = [r for p in probe_jsons for r in read_json(p)]  # one list of probes per job
     for r in rows:
         r["warnings"] = " | ".join(r.get("warnings", []))
     rows.sort(key=lambda r: (r["experiment"], r["repeat"], r["step"], r["layer_index"]))
     write_csv(rows, PROBE_COLUMNS, probes_csv)
-    models = sorted((json.loads(Path(p).read_text()) for p in model_jsons), key=lambda r: (r["repeat"], r["step"]))
+    models = sorted((read_json(p) for p in model_jsons), key=lambda r: (r["repeat"], r["step"]))
     write_csv(models, MODEL_COLUMNS, model_csv)

@@ -169,6 +169,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def user_error(exc: Exception) -> bool:
+    """Whether ``exc`` is one of the project's errors about its inputs (a damaged or mismatched
+    file, a bad setting), whose message says what is wrong and where."""
+    from .activations import ActivationError
+    from .config import ConfigError
+    from .files import DamagedFileError
+    from .mnist import MnistError
+
+    known = (ActivationError, ConfigError, DamagedFileError, MnistError, DiskFullError)
+    if isinstance(exc, known):
+        return True
+    train = sys.modules.get("probes.train")  # imports torch: only when a stage already did
+    return train is not None and isinstance(exc, train.CheckpointError)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logging.basicConfig(
@@ -181,7 +196,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args.func(args)
     except Exception as exc:
-        logging.getLogger("probes").exception("%s: %s", type(exc).__name__, exc)
+        if user_error(exc):  # a sentence naming the file or key: no traceback
+            logging.getLogger("probes").error("%s", exc)
+        else:
+            logging.getLogger("probes").exception("%s: %s", type(exc).__name__, exc)
         logging.shutdown()
         if isinstance(exc, DiskFullError):  # HDF5's exit handlers crash on a file whose writes failed
             sys.stdout.flush()

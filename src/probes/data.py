@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import mnist
-from .models import fingerprint
+from .files import fingerprint
 
 SPLITS = ("train", "val", "test")
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]

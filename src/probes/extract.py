@@ -11,9 +11,10 @@ import h5py
 import torch
 import torch.nn.functional as F
 
-from .activations import chunk_rows, write_json
+from .activations import chunk_rows
 from .atomic import atomic_output
 from .data import SPLITS, data_fingerprint, load_splits
+from .files import write_json
 from .models import build_model
 from .train import load_checkpoint, model_fingerprint
 

@@ -9,9 +9,6 @@ builds a model from its config description.
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -172,8 +169,3 @@ def build_model(settings: dict) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"model.name: unknown model {name!r}; expected one of {sorted(MODELS)}")
     return MODELS[name](**kwargs)
-
-
-def fingerprint(obj: object) -> str:
-    """A short stable hash of a JSON-serialisable description."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]

@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import animation
 
-from .aggregate import read_csv
 from .atomic import atomic_output
+from .files import read_csv
 
 METRIC_LABELS = {
     "train_error": "train prediction error",
@@ -24,31 +24,44 @@ METRIC_LABELS = {
 MAX_LABELS = 20  # label at most this many probe points on an axis
 
 
-def error_by_point(rows: list[dict], step: int, metric: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Probe points in layer order, and the mean and standard deviation of ``metric`` over repeats.
+def error_by_point(
+    rows: list[dict], step: int, metric: str, source: str = "probes table"
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Probe points in layer order, the mean and standard deviation of ``metric`` over repeats,
+    and whether any repeat's probe there is flagged (a ``status`` other than ``ok``).
 
     Non-finite values (a probe on NaN activations, say) are left out of both; a
     point with no finite value gets NaN.
     """
     at_step = [r for r in rows if int(r["step"]) == step]
     if not at_step:
-        raise ValueError(f"no probes at step {step}; steps present: {sorted({int(r['step']) for r in rows})}")
+        raise ValueError(f"{source}: no probes at step {step}; steps present: {sorted({int(r['step']) for r in rows})}")
     order = sorted({(int(r["layer_index"]), r["point"]) for r in at_step})
     values = [np.array([float(r[metric]) for r in at_step if r["point"] == p]) for _, p in order]
     finite = [v[np.isfinite(v)] for v in values]
     mean = np.array([v.mean() if len(v) else np.nan for v in finite])
     std = np.array([v.std() if len(v) else np.nan for v in finite])
-    return [p for _, p in order], mean, std
+    flagged = np.array([any(r.get("status", "ok") != "ok" for r in at_step if r["point"] == p) for _, p in order])
+    return [p for _, p in order], mean, std, flagged
 
 
-def _draw(ax, names: list[str], mean: np.ndarray, std: np.ndarray, chance: float | None, ymax: float | None) -> None:
-    """Bars of ``mean`` per probe point, error bars when repeats spread, a chance line if given.
+def _draw(
+    ax, names: list[str], mean: np.ndarray, std: np.ndarray, flagged: np.ndarray, chance: float | None,
+    ymax: float | None,
+) -> None:  # fmt: skip
+    """Bars of ``mean`` per probe point, error bars when repeats spread, a chance line if given;
+    flagged probes' bars hatched, with a legend entry.
 
     ``ymax=None`` draws a positive quantity (activation norms) on a log scale.
     """
     x = np.arange(len(names))
-    ax.bar(x, np.nan_to_num(mean), yerr=std if np.nan_to_num(std).any() else None, color="tab:blue",
-           width=0.8, capsize=2 if len(names) <= MAX_LABELS else 0, error_kw={"elinewidth": 0.8})  # fmt: skip
+    bars = ax.bar(x, np.nan_to_num(mean), yerr=std if np.nan_to_num(std).any() else None, color="tab:blue",
+                  width=0.8, capsize=2 if len(names) <= MAX_LABELS else 0, error_kw={"elinewidth": 0.8})  # fmt: skip
+    for bar, flag in zip(bars, flagged, strict=True):
+        if flag:
+            bar.set(hatch="///", facecolor="tab:orange", edgecolor="k", linewidth=0.3)
+    if flagged.any():
+        bars[int(np.argmax(flagged))].set_label("probe flagged (status column: C at the walk's limit, not converged, no fit)")
     if len(names) <= MAX_LABELS:
         for xi, m in zip(x, mean, strict=True):
             label = "n/a" if np.isnan(m) else (f"{m:.2g}" if ymax is None else f"{100 * m:.2f}%")
@@ -61,6 +74,7 @@ def _draw(ax, names: list[str], mean: np.ndarray, std: np.ndarray, chance: float
         ax.set_xlabel("layer (0 = input)")
     if chance is not None:
         ax.axhline(chance, color="k", linestyle=":", linewidth=1, label=f"chance ({chance:g})")
+    if chance is not None or flagged.any():
         ax.legend(loc="upper left", fontsize=8)
     if ymax is None:
         ax.set_yscale("log")
@@ -92,7 +106,7 @@ def plot_error_by_point(
     fig, axes = plt.subplots(1, len(steps), figsize=(5.5 * len(steps), 4.2), sharey=True, squeeze=False)
     ymax = _ymax([r for r in rows if int(r["step"]) in steps], metric, chance)
     for ax, step, panel in zip(axes[0], steps, panels, strict=True):
-        _draw(ax, *error_by_point(rows, step, metric), chance, ymax)
+        _draw(ax, *error_by_point(rows, step, metric, str(probes_csv)), chance, ymax)
         ax.set_title(f"{panel}\n(step {step})", fontsize=10)
     axes[0][0].set_ylabel(METRIC_LABELS[metric])
     fig.tight_layout()
@@ -113,7 +127,7 @@ def animate_error_by_point(
 
     def frame(i: int) -> None:
         ax.clear()
-        _draw(ax, *error_by_point(rows, steps[i], metric), None, ymax)
+        _draw(ax, *error_by_point(rows, steps[i], metric, str(probes_csv)), None, ymax)
         stats = [model[k] for k in model if k[1] == steps[i]]
         loss = np.mean([float(m["train_loss"]) for m in stats])
         acc = np.mean([float(m["test_acc"]) for m in stats])

@@ -38,8 +38,9 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from .activations import open_point, write_json
+from .activations import open_point
 from .atomic import atomic_output
+from .files import MEND, DamagedFileError, write_json
 from .solver import (
     Preconditioner,
     Rows,
@@ -598,11 +599,12 @@ def previous_probes(path: Path, points: list[str]) -> dict[str, dict | None]:
     """Each point's probe record in a probe job's ``.npz`` (``C``, ``coef``, ``intercept``,
     ``converged``, ``reduced_rank``, ``digest`` or ``None``); ``None`` for a point whose probe
     had no fit (``C`` NaN)."""
-    try:
+    try:  # a cut file fails to open (no zip directory), a damaged one on its member's CRC
         with np.load(path) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: unreadable probe weights for a warm start ({exc})") from exc
+    except Exception as exc:
+        raise DamagedFileError(f"{path}: unreadable probe weights for a warm start ({type(exc).__name__}: {exc}): "
+                               f"damaged or cut; {MEND}") from exc  # fmt: skip
     missing = [p for p in points if f"{p}.C" not in arrays]
     if missing:
         raise ValueError(f"{path}: no probe of {missing} to warm-start from; it has {sorted(arrays)}")

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 
 from .atomic import atomic_output
 from .data import data_fingerprint, load_splits
-from .models import MODELS, build_model, fingerprint
+from .files import fingerprint
+from .models import MODELS, build_model
 from .provenance import normalised_source
 from .shapes import steps_per_epoch, total_steps
 

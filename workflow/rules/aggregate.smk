@@ -15,6 +15,8 @@ rule aggregate:
             category="Tables",
             labels={"experiment": "{experiment}", "table": "model"},
         ),
+        # each table's row count and SHA-256, checked by every reader (src/probes/files.py)
+        digests=[f"{RESULTS}/{{experiment}}/probes.digest.json", f"{RESULTS}/{{experiment}}/model.digest.json"],
     params:
         code=CODE["aggregate"],
     log:
