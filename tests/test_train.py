@@ -8,6 +8,7 @@ from probes.models import build_model
 from probes.shapes import point_widths
 from probes.train import (
     CheckpointError,
+    TrainingError,
     latest_checkpoint,
     load_checkpoint,
     train_segment,
@@ -106,3 +107,11 @@ def test_checkpoint_checks(tmp_path, mnist_dir):
         load_checkpoint(tmp_path / "flipped.pt")
     with pytest.raises(ValueError, match="beyond the end of training"):
         train_segment(s, mnist_dir, 21, tmp_path / "y.pt", start=tmp_path / "s0.pt")
+
+
+def test_a_diverging_training_is_an_error_of_its_job_and_leaves_no_checkpoint(tmp_path, mnist_dir):
+    # lr 1e8: the objective becomes NaN; its probes said "converged: True" at chance level, exit code 0
+    mlp = {"name": "deep_mlp", "depth": 3, "width": 16, "n_in": 784, "n_classes": 10}
+    with pytest.raises(TrainingError, match=r"t r0: the training objective became (nan|inf) at step \d+ .* lower train.lr \(now 1e\+08\)"):
+        train_segment({**settings(lr=1e8, optimizer="sgd"), "model": mlp}, mnist_dir, 20, tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()

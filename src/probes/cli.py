@@ -181,7 +181,7 @@ def user_error(exc: Exception) -> bool:
     if isinstance(exc, known):
         return True
     train = sys.modules.get("probes.train")  # imports torch: only when a stage already did
-    return train is not None and isinstance(exc, train.CheckpointError)
+    return train is not None and isinstance(exc, (train.CheckpointError, train.TrainingError))
 
 
 def main(argv: list[str] | None = None) -> None:

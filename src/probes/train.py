@@ -42,6 +42,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is unreadable or does not belong where it is used."""
 
 
+class TrainingError(RuntimeError):
+    """A training run that diverged (a non-finite objective)."""
+
+
 def model_fingerprint(model_settings: dict) -> str:
     """Identifies a model description and the code of its class (comments, docstrings and
     formatting aside, so reformatting the model file does not orphan checkpoints)."""
@@ -211,6 +215,12 @@ def train_segment(
             idx = order[b * tr["batch_size"] : (b + 1) * tr["batch_size"]]
             xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
             loss, ce, logits = model.objective(xb, yb, tr["weight_decay"])
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"{settings['experiment']} r{repeat}: the training objective became {loss.item()} at step "
+                    f"{step + 1} (epoch {epoch + 1}): training diverged; lower train.lr (now {tr['lr']:g}) "
+                    "or check the data; no checkpoint was written"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
