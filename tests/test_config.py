@@ -105,3 +105,31 @@ def test_probe_jobs_cover_every_point_once_in_order(config):
     c["experiments"]["mnist_convnet"]["probe"]["points_per_job"] = 0
     with pytest.raises(ConfigError, match=r"points_per_job = 0"):
         check(c)
+
+
+@pytest.mark.parametrize(
+    "experiment, edit, message",
+    [  # each died inside a job with a raw torch error (or after training a checkpoint) before
+        ("mlp128_aux", {"model": {"n_in": 100}},
+         r"experiments.mlp128_aux.model.n_in = 100: dataset 'mnist' gives inputs of 784 values \(1x28x28\); set n_in: 784"),
+        ("mlp128_aux", {"model": {"n_classes": 3}},
+         r"experiments.mlp128_aux.model.n_classes = 3: dataset 'mnist' has 10 classes; set n_classes: 10"),
+        ("mnist_convnet", {"model": {"n_classes": 3}}, r"experiments.mnist_convnet.model.n_classes = 3: .* 10 classes"),
+        ("fig3_untrained_mlp", {"model": {"n_classes": 10}}, r"dataset 'gaussian_separable' has 2 classes"),
+        ("mnist_convnet", {"dataset": {"n_train": 70000}},
+         r"experiments.mnist_convnet.dataset: n_train \+ n_val = 70000 \+ 10000 = 80000 exceeds the 60000 training"),
+        ("mnist_convnet", {"dataset": {"n_test": 10001}}, r"dataset.n_test = 10001 exceeds the 10000 test examples"),
+        ("mlp128_plain", {"model": {"width": 10_000_000}},
+         r"experiments.mlp128_plain: one checkpoint's activations take [\d,]+ GB .* the widest layer1 of 10,000,000"),
+        ("fig3_untrained_mlp", {"model": {"name": "mnist_convnet"}, "points": "all"},
+         r"model.name = 'mnist_convnet': it takes 1x28x28 images, but dataset 'gaussian_separable' gives inputs of shape \(128,\)"),
+    ],
+)  # fmt: skip
+def test_a_model_that_does_not_fit_its_data_is_refused_at_start_up(config, experiment, edit, message):
+    spec = config["experiments"][experiment]
+    for key, value in edit.items():
+        spec[key] = {**spec[key], **value} if isinstance(value, dict) else value
+    if spec["model"]["name"] == "mnist_convnet":
+        spec["model"] = {k: v for k, v in spec["model"].items() if k in ("name", "n_classes")}
+    with pytest.raises(ConfigError, match=message):
+        check(config)

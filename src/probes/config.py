@@ -10,6 +10,7 @@ settings each stage depends on, so each rule's ``params`` hold no more.
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .shapes import input_shape, point_widths, steps_per_epoch, total_steps
+from .shapes import DATASET_SIZES, MODEL_DEFAULTS, input_shape, point_widths, steps_per_epoch, total_steps
 
 
 class ConfigError(ValueError):
@@ -53,6 +54,7 @@ def validate(config: dict, schema_path: Path | str, source: str = "config") -> d
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: experiments.{name}.model = {exp.spec['model']}: {exc}") from exc
         exp.steps  # noqa: B018 - resolving checks the schedule
+        check_fits(exp, source, Path(config["results"]))
         for point in exp.probe_overrides:
             if point not in exp.points:
                 raise ConfigError(
@@ -85,6 +87,39 @@ def validate(config: dict, schema_path: Path | str, source: str = "config") -> d
                 f"({list(steps)}); an animation needs at least 3"
             )
     return config
+
+
+def check_fits(exp: Experiment, source: str, results: Path) -> None:
+    """Refuse, before any job runs, a model that does not fit its dataset (inputs, classes), splits
+    larger than the dataset, and activations larger than the disk that would hold them."""
+    spec, where = exp.spec, f"{source}: experiments.{exp.name}"
+    ds, model = spec["dataset"], {**MODEL_DEFAULTS[spec["model"]["name"]], **spec["model"]}
+    shape, facts = input_shape(ds), DATASET_SIZES[ds["name"]]
+    if model["name"] == "mnist_convnet" and shape != (1, 28, 28):
+        raise ConfigError(f"{where}.model.name = 'mnist_convnet': it takes 1x28x28 images, but dataset "
+                          f"{ds['name']!r} gives inputs of shape {shape}; use deep_mlp (n_in: {math.prod(shape)})")  # fmt: skip
+    if "n_in" in model and model["n_in"] != math.prod(shape):
+        raise ConfigError(f"{where}.model.n_in = {model['n_in']}: dataset {ds['name']!r} gives inputs of "
+                          f"{math.prod(shape)} values ({'x'.join(map(str, shape))}); set n_in: {math.prod(shape)}")  # fmt: skip
+    if model["n_classes"] != facts["classes"]:
+        raise ConfigError(f"{where}.model.n_classes = {model['n_classes']}: dataset {ds['name']!r} has "
+                          f"{facts['classes']} classes; set n_classes: {facts['classes']}")  # fmt: skip
+    if "train_val" in facts and ds["n_train"] + ds["n_val"] > facts["train_val"]:
+        raise ConfigError(f"{where}.dataset: n_train + n_val = {ds['n_train']} + {ds['n_val']} = "
+                          f"{ds['n_train'] + ds['n_val']} exceeds the {facts['train_val']} training examples of "
+                          f"{ds['name']!r} they are drawn from")  # fmt: skip
+    if "test" in facts and ds["n_test"] > facts["test"]:
+        raise ConfigError(f"{where}.dataset.n_test = {ds['n_test']} exceeds the {facts['test']} test examples "
+                          f"of {ds['name']!r}")  # fmt: skip
+    rows = ds["n_train"] + ds["n_val"] + ds["n_test"]
+    need = rows * sum(exp.widths[p] for p in exp.points) * 4
+    disk = shutil.disk_usage(next(p for p in (results, *results.resolve().parents) if p.exists())).total
+    if need > disk:
+        widest = max(exp.points, key=exp.widths.__getitem__)
+        raise ConfigError(f"{where}: one checkpoint's activations take {need / 1e9:,.0f} GB ({rows:,} rows of "
+                          f"{len(exp.points)} points, the widest {widest} of {exp.widths[widest]:,} values, float32), "
+                          f"more than the {disk / 1e9:,.0f} GB file system holding {results}: probe fewer or "
+                          "narrower points (points:) or fewer rows")  # fmt: skip
 
 
 @dataclass(frozen=True)

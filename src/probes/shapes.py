@@ -17,6 +17,12 @@ MODEL_ARGS = {
 }
 
 
+# what each dataset offers: its classes and, for a fixed dataset, the examples its train / val splits
+# are drawn from and those its test split is
+DATASET_SIZES = {"mnist": {"classes": 10, "train_val": 60000, "test": 10000}, "gaussian_separable": {"classes": 2}}
+MODEL_DEFAULTS = {"mnist_convnet": {"n_classes": 10}, "deep_mlp": {"n_in": 784, "n_classes": 10}}
+
+
 def input_shape(dataset: dict) -> tuple[int, ...]:
     """The shape of one input example of a dataset."""
     return (1, 28, 28) if dataset["name"] == "mnist" else (dataset["dim"],)
