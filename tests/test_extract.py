@@ -4,10 +4,12 @@ import pytest
 import torch
 
 from probes.activations import ActivationError, read_point
+from probes.capture import capture
+from probes.checkpoints import CheckpointError
 from probes.data import load_splits
 from probes.extract import extract
-from probes.models import build_model
-from probes.train import CheckpointError, train_segment
+from probes.factory import build_model
+from probes.train import train_segment
 
 POINTS = ["input", "conv1_preact", "conv2_postpool", "logits"]
 
@@ -17,7 +19,7 @@ def extracted(tmp_path_factory, mnist_dir):
     tmp = tmp_path_factory.mktemp("extract")
     ds = {"name": "mnist", "n_train": 300, "n_val": 70, "n_test": 50, "split_seed": 1}
     settings = {
-        "experiment": "t", "repeat": 0, "seed": 0, "model": {"name": "mnist_convnet"}, "dataset": ds,
+        "experiment": "t", "repeat": 0, "seed": 0, "model": {"factory": "probes.models:MnistConvnet"}, "dataset": ds,
         "train": {"optimizer": "sgd", "epochs": 1, "batch_size": 64, "lr": 0.01, "lr_decay": 0.95, "momentum": 0.9,
                   "weight_decay": 5e-4, "log_every": 5},
     }  # fmt: skip
@@ -31,11 +33,11 @@ def extracted(tmp_path_factory, mnist_dir):
 
 def test_streamed_activations_equal_a_direct_forward_pass(extracted):
     path, state, splits, metrics = extracted
-    model = build_model({"name": "mnist_convnet"}).eval()
+    model = build_model({"factory": "probes.models:MnistConvnet"}).eval()
     model.load_state_dict(state["state_dict"])
     for split, (x, y) in splits.items():
         with torch.no_grad():
-            direct = model.forward_points(torch.from_numpy(x))
+            direct, _ = capture(model, list(model.points), torch.from_numpy(x))
         for point in POINTS:
             got, labels = read_point(path, split, point)
             assert got.dtype == np.float32 and got.shape == (len(x), direct[point][0].numel())
@@ -77,19 +79,19 @@ def test_reader_refuses_incomplete_damaged_or_foreign_files(extracted, tmp_path)
 def test_extraction_refuses_a_checkpoint_of_another_experiment_or_model(extracted, tmp_path, mnist_dir):
     path, state, _, _ = extracted
     checkpoint = path.parent / "ck.pt"
-    ex = {"experiment": "t", "repeat": 0, "model": {"name": "mnist_convnet"}, "dataset": state["dataset"],
+    ex = {"experiment": "t", "repeat": 0, "model": {"factory": "probes.models:MnistConvnet"}, "dataset": state["dataset"],
           "points": ["input"], "extract": {"batch_size": 50, "compression": None, "compression_level": 1,
                                            "shuffle": False}}  # fmt: skip
     with pytest.raises(CheckpointError, match=f"{checkpoint}: experiment is 't', expected 'other'"):
         extract({**ex, "experiment": "other"}, checkpoint, mnist_dir, tmp_path / "a.h5")
     with pytest.raises(CheckpointError, match=f"{checkpoint}: model fingerprint .* does not match"):
-        extract({**ex, "model": {"name": "mnist_convnet", "fc_units": 256}}, checkpoint, mnist_dir, tmp_path / "b.h5")
+        extract({**ex, "model": {"factory": "probes.models:MnistConvnet", "kwargs": {"fc_units": 256}}}, checkpoint, mnist_dir, tmp_path / "b.h5")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_byte_damaged_on_disk_fails_the_read_naming_file_and_dataset(extracted, tmp_path, mnist_dir):
     path, state, _, _ = extracted
-    ex = {"experiment": "t", "repeat": 0, "model": {"name": "mnist_convnet"}, "dataset": state["dataset"],
+    ex = {"experiment": "t", "repeat": 0, "model": {"factory": "probes.models:MnistConvnet"}, "dataset": state["dataset"],
           "points": ["input", "fc1_postact"], "extract": {"batch_size": 100, "compression": None,
                                                           "compression_level": 1, "shuffle": False}}  # fmt: skip
     extract(ex, path.parent / "ck.pt", mnist_dir, tmp_path / "plain.h5")  # uncompressed: only the checksum can tell

@@ -4,17 +4,11 @@ import zipfile
 import pytest
 import torch
 
-from probes.models import build_model
-from probes.shapes import point_widths
-from probes.train import (
-    CheckpointError,
-    TrainingError,
-    latest_checkpoint,
-    load_checkpoint,
-    train_segment,
-)
+from probes.checkpoints import CheckpointError, load_checkpoint
+from probes.layers import trace_shapes
+from probes.train import TrainingError, latest_checkpoint, train_segment
 
-CONVNET = {"name": "mnist_convnet"}
+CONVNET = {"factory": "probes.models:MnistConvnet"}
 WIDTHS = {
     "input": 784, "conv1_preact": 25088, "conv1_postact": 25088, "conv1_postpool": 6272,
     "conv2_preact": 12544, "conv2_postact": 12544, "conv2_postpool": 3136,
@@ -32,12 +26,10 @@ def settings(**train):
 
 
 def test_probe_points_in_paper_order_with_their_shapes():
-    model = build_model(CONVNET).eval()
-    out = model.forward_points(torch.zeros(2, 1, 28, 28))
-    assert list(out) == list(WIDTHS)
-    assert {k: v[0].numel() for k, v in out.items()} == WIDTHS
-    assert out["conv1_preact"].shape == (2, 32, 28, 28) and out["conv2_postpool"].shape == (2, 64, 7, 7)
-    assert point_widths(CONVNET, (1, 28, 28)) == WIDTHS
+    records = [r for r in trace_shapes(CONVNET, (1, 28, 28), "all", {}) if r["probed"]]
+    assert {r["point"]: r["width"] for r in records} == WIDTHS and [r["point"] for r in records] == list(WIDTHS)
+    shapes = {r["point"]: r["shape"] for r in records}
+    assert shapes["conv1_preact"] == [32, 28, 28] and shapes["conv2_postpool"] == [64, 7, 7]
 
 
 def test_step0_checkpoint_reproduces_weights_from_seed(tmp_path, mnist_dir):
@@ -46,11 +38,11 @@ def test_step0_checkpoint_reproduces_weights_from_seed(tmp_path, mnist_dir):
     c = train_segment({**settings(), "seed": 4}, mnist_dir, 0, tmp_path / "c.pt")
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k])
-    assert not torch.equal(a["state_dict"]["conv1.weight"], c["state_dict"]["conv1.weight"])
+    assert not torch.equal(a["state_dict"]["conv1_preact.weight"], c["state_dict"]["conv1_preact.weight"])
     # TF initialisation: truncated normal within two std of 0.1, conv1 bias 0, others 0.1
-    w = a["state_dict"]["fc1.weight"]
+    w = a["state_dict"]["fc1_preact.weight"]
     assert w.abs().max() <= 0.2 and 0.08 < w.std() < 0.1
-    assert torch.all(a["state_dict"]["conv1.bias"] == 0) and torch.all(a["state_dict"]["fc2.bias"] == 0.1)
+    assert torch.all(a["state_dict"]["conv1_preact.bias"] == 0) and torch.all(a["state_dict"]["logits.bias"] == 0.1)
 
 
 def test_segments_equal_uninterrupted_training_bit_for_bit(tmp_path, mnist_dir):
@@ -90,7 +82,7 @@ def test_checkpoint_checks(tmp_path, mnist_dir):
     with pytest.raises(CheckpointError, match="experiment is 't', expected 'other'"):
         load_checkpoint(tmp_path / "s0.pt", {**s, "experiment": "other"})
     with pytest.raises(CheckpointError, match="model fingerprint"):
-        load_checkpoint(tmp_path / "s0.pt", {**s, "model": {**CONVNET, "fc_units": 256}})
+        load_checkpoint(tmp_path / "s0.pt", {**s, "model": {**CONVNET, "kwargs": {"fc_units": 256}}})
     with pytest.raises(CheckpointError, match="other train settings"):
         train_segment(settings(lr=0.1), mnist_dir, 5, tmp_path / "x.pt", start=tmp_path / "s0.pt")
     (tmp_path / "bad.pt").write_bytes((tmp_path / "s0.pt").read_bytes()[:1000])
@@ -111,7 +103,7 @@ def test_checkpoint_checks(tmp_path, mnist_dir):
 
 def test_a_diverging_training_is_an_error_of_its_job_and_leaves_no_checkpoint(tmp_path, mnist_dir):
     # lr 1e8: the objective becomes NaN; its probes said "converged: True" at chance level, exit code 0
-    mlp = {"name": "deep_mlp", "depth": 3, "width": 16, "n_in": 784, "n_classes": 10}
+    mlp = {"factory": "probes.models:DeepMLP", "kwargs": {"depth": 3, "width": 16, "n_in": 784, "n_classes": 10}}
     with pytest.raises(TrainingError, match=r"t r0: the training objective became (nan|inf) at step \d+ .* lower train.lr \(now 1e\+08\)"):
         train_segment({**settings(lr=1e8, optimizer="sgd"), "model": mlp}, mnist_dir, 20, tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()

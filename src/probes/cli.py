@@ -43,7 +43,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         start = latest_checkpoint(Path(a.resume_dir), settings, a.step)
         logging.getLogger("probes").info("resuming from %s", start or "initialisation (no earlier checkpoint)")
     snapshot = snapshot_path(Path(a.resume_dir), a.step) if a.resume_dir else None
-    train_segment(settings, Path(a.data_dir), a.step, Path(a.out), start, snapshot, a.snapshot_seconds)
+    train_segment(settings, Path(a.data_dir), a.step, Path(a.out), start, snapshot, a.snapshot_seconds, a.device)
 
 
 def cmd_extract(a: argparse.Namespace) -> None:
@@ -52,7 +52,7 @@ def cmd_extract(a: argparse.Namespace) -> None:
     from .extract import extract
 
     torch.set_num_threads(a.threads)
-    extract(json.loads(a.settings), Path(a.checkpoint), Path(a.data_dir), Path(a.out), Path(a.metrics_out))
+    extract(json.loads(a.settings), Path(a.checkpoint), Path(a.data_dir), Path(a.out), Path(a.metrics_out), a.device)
 
 
 def cmd_fit(a: argparse.Namespace) -> None:
@@ -79,6 +79,43 @@ def cmd_animate(a: argparse.Namespace) -> None:
     from .plots import animate_error_by_point
 
     animate_error_by_point(Path(a.probes_csv), Path(a.model_csv), a.metric, a.out, a.fps, a.dpi)
+
+
+def cmd_layers(a: argparse.Namespace) -> None:
+    from .config import ConfigError, load_yaml, validate
+    from .layers import trace_shapes
+    from .shapes import input_shape
+
+    config = load_yaml(a.config)
+    if a.experiment not in config.get("experiments", {}):
+        raise ConfigError(f"{a.config}: unknown experiment {a.experiment!r}; known: {', '.join(config['experiments'])}")
+    if not a.no_check:
+        validate(config, a.schema, source=a.config)
+    spec = config["experiments"][a.experiment]
+    ds = spec["dataset"]
+    rows = ds["n_train"] + ds["n_val"] + ds["n_test"]
+    records = trace_shapes(spec["model"], input_shape(ds), spec["points"], spec.get("pool", {}), everything=True)
+    print(f"{a.experiment}: {spec['model']['factory']}, input {input_shape(ds)}, {rows:,} rows a checkpoint "
+          "(* = probed)")  # fmt: skip
+    print(f"{'':2}{'module path':<40} {'output shape':<20} {'pool':<5} {'width':>9} {'activations':>12}")
+    total = 0
+    for r in records:
+        if r["shape"] is None:
+            print(f"  {r['point']:<40} {r['error']}")
+            continue
+        size = rows * r["width"] * 4
+        total += size if r["probed"] else 0
+        mark = "*" if r["probed"] else " "
+        print(f"{mark} {r['point']:<40} {str(tuple(r['shape'])):<20} {r['pool']:<5} {r['width']:>9,} {_size(size):>12}")
+    print(f"probed points' activation file, one checkpoint: {_size(total)} (float32, before compression)")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
 
 
 def cmd_check_config(a: argparse.Namespace) -> None:
@@ -114,6 +151,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--snapshot-seconds", type=float, default=600.0, help="0: a resume snapshot every epoch")
     s.add_argument("--out", required=True)
     s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--device", default="cpu", help="auto (CUDA when available), cpu or cuda")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("extract", help="write every probe point's activations of a checkpoint to HDF5")
@@ -123,6 +161,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--metrics-out", required=True)
     s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--device", default="cpu", help="auto (CUDA when available), cpu or cuda")
     s.set_defaults(func=cmd_extract)
 
     s = sub.add_parser("fit", help="fit the linear probes of some probe points of one checkpoint")
@@ -162,6 +201,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", nargs="+", required=True, help=".gif and/or .mp4 (needs ffmpeg)")
     s.set_defaults(func=cmd_animate)
 
+    s = sub.add_parser("layers", help="list every module path of an experiment's model: output shape, probe width, disk")
+    s.add_argument("experiment")
+    s.add_argument("--config", default="config.yaml", help="the config file the experiment is in")
+    s.add_argument("--schema", default=str(Path("workflow/schemas/config.schema.yaml")))
+    s.add_argument("--no-check", action="store_true", help="skip validating the whole config first")
+    s.set_defaults(func=cmd_layers)
+
     s = sub.add_parser("check-config", help="validate a config file against the schema")
     s.add_argument("config")
     s.add_argument("--schema", default=str(Path("workflow/schemas/config.schema.yaml")))
@@ -174,14 +220,16 @@ def user_error(exc: Exception) -> bool:
     file, a bad setting), whose message says what is wrong and where."""
     from .activations import ActivationError
     from .config import ConfigError
+    from .factory import FactoryError
     from .files import DamagedFileError
     from .mnist import MnistError
 
-    known = (ActivationError, ConfigError, DamagedFileError, MnistError, DiskFullError)
+    known = (ActivationError, ConfigError, DamagedFileError, FactoryError, MnistError, DiskFullError)
     if isinstance(exc, known):
         return True
-    train = sys.modules.get("probes.train")  # imports torch: only when a stage already did
-    return train is not None and isinstance(exc, (train.CheckpointError, train.TrainingError))
+    torch_errors = [getattr(sys.modules.get(f"probes.{m}"), e, None)  # modules importing torch: only if loaded
+                    for m, e in (("checkpoints", "CheckpointError"), ("train", "TrainingError"), ("capture", "PointError"))]  # fmt: skip
+    return any(t is not None and isinstance(exc, t) for t in torch_errors)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .shapes import DATASET_SIZES, MODEL_DEFAULTS, input_shape, point_widths, steps_per_epoch, total_steps
+from .shapes import DATASET_SIZES, input_shape, steps_per_epoch, total_steps
 
 
 class ConfigError(ValueError):
@@ -48,11 +48,17 @@ def validate(config: dict, schema_path: Path | str, source: str = "config") -> d
     for name in config["experiments"]:
         exp = Experiment(name, config)
         try:
-            exp.points  # noqa: B018 - resolving checks the model description and the probe points
+            exp.points  # noqa: B018 - resolving builds the model and checks the probe points
         except ConfigError:
             raise
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: experiments.{name}.model = {exp.spec['model']}: {exc}") from exc
+            raise ConfigError(f"{source}: experiments.{name}: {exc}") from exc
+        if exp.external and exp.spec["repeats"] != 1:
+            raise ConfigError(f"{source}: experiments.{name}.repeats = {exp.spec['repeats']}: checkpoints from a "
+                              "directory are one training run; expected 1")  # fmt: skip
+        if not exp.external and "train" not in exp.spec:
+            raise ConfigError(f"{source}: experiments.{name}: no train settings and no checkpoints.dir; give "
+                              "train: (the pipeline trains) or checkpoints: {dir, pattern} (checkpoints made elsewhere)")  # fmt: skip
         exp.steps  # noqa: B018 - resolving checks the schedule
         check_fits(exp, source, Path(config["results"]))
         for point in exp.probe_overrides:
@@ -93,17 +99,12 @@ def check_fits(exp: Experiment, source: str, results: Path) -> None:
     """Refuse, before any job runs, a model that does not fit its dataset (inputs, classes), splits
     larger than the dataset, and activations larger than the disk that would hold them."""
     spec, where = exp.spec, f"{source}: experiments.{exp.name}"
-    ds, model = spec["dataset"], {**MODEL_DEFAULTS[spec["model"]["name"]], **spec["model"]}
-    shape, facts = input_shape(ds), DATASET_SIZES[ds["name"]]
-    if model["name"] == "mnist_convnet" and shape != (1, 28, 28):
-        raise ConfigError(f"{where}.model.name = 'mnist_convnet': it takes 1x28x28 images, but dataset "
-                          f"{ds['name']!r} gives inputs of shape {shape}; use deep_mlp (n_in: {math.prod(shape)})")  # fmt: skip
-    if "n_in" in model and model["n_in"] != math.prod(shape):
-        raise ConfigError(f"{where}.model.n_in = {model['n_in']}: dataset {ds['name']!r} gives inputs of "
-                          f"{math.prod(shape)} values ({'x'.join(map(str, shape))}); set n_in: {math.prod(shape)}")  # fmt: skip
-    if model["n_classes"] != facts["classes"]:
-        raise ConfigError(f"{where}.model.n_classes = {model['n_classes']}: dataset {ds['name']!r} has "
-                          f"{facts['classes']} classes; set n_classes: {facts['classes']}")  # fmt: skip
+    ds, facts = spec["dataset"], DATASET_SIZES[spec["dataset"]["name"]]
+    out = exp.output_shape
+    if exp.trains and out != [facts["classes"]]:
+        raise ConfigError(f"{where}.model: its output has shape {out} for one input, but dataset {ds['name']!r} "
+                          f"has {facts['classes']} classes: the training objective needs one score per class "
+                          f"(for the built-in models: kwargs n_classes: {facts['classes']})")  # fmt: skip
     if "train_val" in facts and ds["n_train"] + ds["n_val"] > facts["train_val"]:
         raise ConfigError(f"{where}.dataset: n_train + n_val = {ds['n_train']} + {ds['n_val']} = "
                           f"{ds['n_train'] + ds['n_val']} exceeds the {facts['train_val']} training examples of "
@@ -137,21 +138,58 @@ class Experiment:
         return f"experiments.{self.name}.{key}"
 
     @cached_property
+    def shapes(self) -> list[dict]:
+        """Every probed point's (and the output's) shape and width, from the model (``layers.py``),
+        recorded once under ``<results>/.cache/points``."""
+        from .layers import point_shapes
+
+        cache = Path(self.config["results"]) / ".cache" / "points"
+        s = self.spec
+        return point_shapes(s["model"], input_shape(s["dataset"]), s["points"], s.get("pool", {}), cache,
+                            dataset=f"dataset {s['dataset']['name']!r}")  # fmt: skip
+
+    @property
     def points(self) -> tuple[str, ...]:
-        available = tuple(self.widths)
-        wanted = self.spec["points"]
-        if wanted == "all":
-            return available
-        unknown = [p for p in wanted if p not in available]
-        if unknown:
-            raise ConfigError(
-                f"{self._where('points')}: {unknown} are not probe points of model "
-                f"{self.spec['model']['name']!r}; expected some of {list(available)}"
-            )
-        return tuple(p for p in available if p in wanted)
+        return tuple(r["point"] for r in self.shapes if r["probed"])
+
+    @property
+    def output_shape(self) -> list[int]:
+        return next(r["shape"] for r in self.shapes if r["point"] == "output")
+
+    @property
+    def trains(self) -> bool:
+        """Whether the pipeline trains this experiment's model (beyond initialisation)."""
+        return not self.external and self.spec["train"]["epochs"] > 0
+
+    @property
+    def external(self) -> bool:
+        """Whether the checkpoints come from a directory written by someone else's training."""
+        return "dir" in self.spec["checkpoints"]
+
+    @cached_property
+    def found(self) -> dict[int, Path]:
+        """An external experiment's checkpoint files by step (``checkpoints.dir`` / ``pattern``)."""
+        from .external import find_checkpoints
+
+        ck = self.spec["checkpoints"]
+        found = find_checkpoints(Path(ck["dir"]), ck.get("pattern", "step{step}.pt"), self._where("checkpoints"))
+        if "steps" in ck:  # only these (a watch passes the complete ones)
+            found = {s: p for s, p in found.items() if s in ck["steps"]}
+        if not found:
+            raise ConfigError(f"{self._where('checkpoints')}: no checkpoint file in {ck['dir']} matches "
+                              f"{ck.get('pattern', 'step{step}.pt')!r}{' among steps ' + str(ck['steps']) if 'steps' in ck else ''}")  # fmt: skip
+        return found
+
+    def checkpoint_file(self, repeat: int, step: int, results: str) -> str:
+        """Where the checkpoint of ``step`` is: the external file, or the train rule's output."""
+        if self.external:
+            return str(self.found[step])
+        return f"{results}/{self.name}/r{repeat}/checkpoints/step{step}.pt"
 
     @property
     def total_steps(self) -> int:
+        if self.external:
+            return max(self.found)
         return total_steps(self.spec["dataset"], self.spec["train"])
 
     def resolve_steps(self, steps: list, where: str) -> list[int]:
@@ -164,8 +202,10 @@ class Experiment:
 
     @cached_property
     def steps(self) -> tuple[int, ...]:
-        """Checkpoint steps: the union of every schedule given, in order."""
+        """Checkpoint steps: the union of every schedule given, in order (external: the files found)."""
         ck = self.spec["checkpoints"]
+        if self.external:
+            return tuple(sorted(self.found))
         spe = steps_per_epoch(self.spec["dataset"], self.spec["train"])
         last = self.total_steps
         steps = set(self.resolve_steps(ck.get("steps", []), self._where("checkpoints.steps")))
@@ -193,10 +233,11 @@ class Experiment:
         return {"experiment": self.name, "repeat": repeat, "seed": s["seed"],
                 "model": s["model"], "dataset": s["dataset"], "train": s["train"]}  # fmt: skip
 
-    def extract_settings(self, repeat: int) -> dict:
+    def extract_settings(self, repeat: int, step: int) -> dict:
         s = self.spec
-        return {"experiment": self.name, "repeat": repeat, "model": s["model"], "dataset": s["dataset"],
-                "points": list(self.points), "extract": s["extract"]}  # fmt: skip
+        settings = {"experiment": self.name, "repeat": repeat, "model": s["model"], "dataset": s["dataset"],
+                    "points": list(self.points), "pool": s.get("pool", {}), "extract": s["extract"]}  # fmt: skip
+        return {**settings, "external": True, "step": step} if self.external else settings
 
     @property
     def probe_overrides(self) -> dict:
@@ -218,9 +259,9 @@ class Experiment:
         chunks = [self.points[i : i + k] for i in range(0, len(self.points), k)]
         return {c[0] if len(c) == 1 else f"{c[0]}-{c[-1]}": c for c in chunks}
 
-    @cached_property
+    @property
     def widths(self) -> dict[str, int]:
-        return point_widths(self.spec["model"], input_shape(self.spec["dataset"]))
+        return {r["point"]: r["width"] for r in self.shapes if r["probed"]}
 
     def probe_mem_mb(self, point: str) -> int:
         """Memory a probe job needs: train+val activations in float32, plus headroom."""

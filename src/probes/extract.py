@@ -13,10 +13,12 @@ import torch.nn.functional as F
 
 from .activations import chunk_rows
 from .atomic import atomic_output
+from .capture import capture
+from .checkpoints import load_checkpoint, load_weights
 from .data import SPLITS, data_fingerprint, load_splits
+from .factory import build_model, model_fingerprint
 from .files import write_json
-from .models import build_model
-from .train import load_checkpoint, model_fingerprint
+from .train import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +29,30 @@ def extract(
     data_dir: Path,
     out: Path,
     metrics_out: Path | None = None,
+    device: str = "cpu",
 ) -> dict:
     """Run ``checkpoint`` over every split once, streaming ``settings["points"]`` into ``out``.
 
-    ``settings`` holds ``experiment, repeat, model, dataset, points, extract``.
-    Also evaluates the model itself (loss, accuracy per split) and returns those
-    metrics, written to ``metrics_out`` as JSON when given.
+    ``settings`` holds ``experiment, repeat, model, dataset, points, pool, extract`` and, for a
+    checkpoint written by someone else's training, its ``step`` (``external: true``). The points
+    are captured by forward hooks (``capture.py``), one forward pass a batch, on ``device``. Also
+    evaluates the model itself (loss, accuracy per split) and returns those metrics, written to
+    ``metrics_out`` as JSON when given.
     """
     ex = settings["extract"]
-    state = load_checkpoint(checkpoint, settings)
+    dev = resolve_device(device)
     model = build_model(settings["model"])
-    model.load_state_dict(state["state_dict"])
-    model.eval()
+    if settings.get("external"):
+        load_weights(checkpoint, model)
+        step, epoch = settings["step"], None
+    else:
+        state = load_checkpoint(checkpoint, settings)
+        model.load_state_dict(state["state_dict"])
+        step, epoch = state["step"], state["epoch"]
+    model.to(dev).eval()
     splits = load_splits(settings["dataset"], data_dir, settings["repeat"])
     points = list(settings["points"])
+    pools = settings.get("pool", {})
     out = Path(out)
     # fletcher32: a checksum per chunk, so bytes damaged on disk fail the read instead of giving numbers
     opts = {"compression": ex["compression"], "shuffle": ex["shuffle"], "fletcher32": True}
@@ -49,13 +61,13 @@ def extract(
     metrics = {
         "experiment": settings["experiment"],
         "repeat": settings["repeat"],
-        "step": state["step"],
-        "epoch": state["epoch"],
+        "step": step,
+        "epoch": epoch,
     }
     t0 = time.time()
     with atomic_output(out) as tmp, h5py.File(tmp, "w", rdcc_nbytes=16 << 20) as f:
         f.attrs.update(
-            experiment=settings["experiment"], repeat=settings["repeat"], step=state["step"],
+            experiment=settings["experiment"], repeat=settings["repeat"], step=step,
             model=json.dumps(settings["model"], sort_keys=True),
             model_fingerprint=model_fingerprint(settings["model"]),
             data_fingerprint=data_fingerprint(settings["dataset"], settings["repeat"]),
@@ -70,18 +82,21 @@ def extract(
             total_loss, correct = 0.0, 0
             with torch.no_grad():
                 for i in range(0, n, ex["batch_size"]):
-                    acts = model.forward_points(torch.from_numpy(x[i : i + ex["batch_size"]]))
-                    yb = torch.from_numpy(y[i : i + ex["batch_size"]])
-                    total_loss += F.cross_entropy(acts["logits"], yb, reduction="sum").item()
-                    correct += (acts["logits"].argmax(1) == yb).sum().item()
+                    acts, logits = capture(model, points, torch.from_numpy(x[i : i + ex["batch_size"]]).to(dev), pools)
+                    yb = torch.from_numpy(y[i : i + ex["batch_size"]]).to(dev)
+                    if torch.is_tensor(logits) and logits.dim() == 2 and logits.shape[1] > int(y.max()):
+                        total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
+                        correct += (logits.argmax(1) == yb).sum().item()
+                    else:  # an output that is not class scores for these labels
+                        total_loss, correct = float("nan"), float("nan")
                     for layer, p in enumerate(points):
-                        a = acts[p].flatten(1).numpy()
+                        a = acts[p].float().cpu().numpy()
                         if p not in datasets:
                             w = a.shape[1]
                             datasets[p] = group.create_dataset(
                                 p, shape=(n, w), dtype="f4", chunks=(chunk_rows(w, n), w), **opts
                             )
-                            datasets[p].attrs.update(point=p, layer_index=layer, width=w, step=state["step"])
+                            datasets[p].attrs.update(point=p, layer_index=layer, width=w, step=step)
                         datasets[p][i : i + len(a)] = a
             loss, acc = total_loss / n, correct / n
             metrics[f"{split}_loss"], metrics[f"{split}_acc"] = loss, acc

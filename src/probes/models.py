@@ -1,10 +1,8 @@
-"""The paper's models, in plain PyTorch, each exposing its named probe points.
+"""The paper's models, in plain PyTorch: two model factories (``factory.py``).
 
-A model's ``points`` names its probe points in the paper's order;
-``forward_points(x)`` returns each one's activation (a ``(batch, ...)`` tensor),
-``forward(x)`` the logits, and ``objective(x, y, weight_decay)`` the training
-objective, its cross-entropy part and the logits. ``build_model(settings)``
-builds a model from its config description.
+Each names its modules after the probe points the paper uses, so hooks on those module paths
+capture them (``capture.py``), and declares them as ``points`` (what ``points: all`` means);
+``objective(x, y, weight_decay)`` is the training objective, its cross-entropy part and the logits.
 """
 
 from __future__ import annotations
@@ -25,7 +23,8 @@ class MnistConvnet(nn.Module):
     conv 5x5/32 SAME -> ReLU -> maxpool 2 -> conv 5x5/64 SAME -> ReLU -> maxpool 2
     -> fc 3136->512 -> ReLU (dropout while training) -> fc 512->10, initialised
     as in that file: truncated normal (std 0.1) weights, biases 0 for conv1 and
-    0.1 elsewhere.
+    0.1 elsewhere. Each module is named after the paper's probe point it outputs
+    (``conv1_preact``, ``conv1_postact``, ..., ``logits``).
     """
 
     points = (
@@ -51,31 +50,26 @@ class MnistConvnet(nn.Module):
         n_classes: int = 10,
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, conv1_filters, 5, padding=2)
-        self.conv2 = nn.Conv2d(conv1_filters, conv2_filters, 5, padding=2)
-        self.fc1 = nn.Linear(7 * 7 * conv2_filters, fc_units)
-        self.fc2 = nn.Linear(fc_units, n_classes)
+        self.conv1_preact = nn.Conv2d(1, conv1_filters, 5, padding=2)
+        self.conv1_postact = nn.ReLU()
+        self.conv1_postpool = nn.MaxPool2d(2)
+        self.conv2_preact = nn.Conv2d(conv1_filters, conv2_filters, 5, padding=2)
+        self.conv2_postact = nn.ReLU()
+        self.conv2_postpool = nn.MaxPool2d(2)
+        self.fc1_preact = nn.Linear(7 * 7 * conv2_filters, fc_units)
+        self.fc1_postact = nn.ReLU()
         self.dropout = nn.Dropout(dropout)
-        for layer, bias in ((self.conv1, 0.0), (self.conv2, 0.1), (self.fc1, 0.1), (self.fc2, 0.1)):
+        self.logits = nn.Linear(fc_units, n_classes)
+        for layer, bias in ((self.conv1_preact, 0.0), (self.conv2_preact, 0.1), (self.fc1_preact, 0.1),
+                            (self.logits, 0.1)):  # fmt: skip
             truncated_normal_(layer.weight, init_std)
             nn.init.constant_(layer.bias, bias)
 
-    def forward_points(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """All probe points for a batch of ``(batch, 1, 28, 28)`` images."""
-        out = {"input": x}
-        out["conv1_preact"] = self.conv1(x)
-        out["conv1_postact"] = F.relu(out["conv1_preact"])
-        out["conv1_postpool"] = F.max_pool2d(out["conv1_postact"], 2)
-        out["conv2_preact"] = self.conv2(out["conv1_postpool"])
-        out["conv2_postact"] = F.relu(out["conv2_preact"])
-        out["conv2_postpool"] = F.max_pool2d(out["conv2_postact"], 2)
-        out["fc1_preact"] = self.fc1(out["conv2_postpool"].flatten(1))
-        out["fc1_postact"] = F.relu(out["fc1_preact"])
-        out["logits"] = self.fc2(self.dropout(out["fc1_postact"]))
-        return out
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_points(x)["logits"]
+        h = self.conv1_postpool(self.conv1_postact(self.conv1_preact(x)))
+        h = self.conv2_postpool(self.conv2_postact(self.conv2_preact(h)))
+        h = self.fc1_postact(self.fc1_preact(h.flatten(1)))
+        return self.logits(self.dropout(h))
 
     def objective(
         self, x: torch.Tensor, y: torch.Tensor, weight_decay: float
@@ -87,18 +81,30 @@ class MnistConvnet(nn.Module):
         """
         logits = self(x)
         ce = F.cross_entropy(logits, y)
-        penalty = sum(p.pow(2).sum() for p in (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias))
-        return ce + weight_decay * penalty / 2, ce, logits
+        fc = (self.fc1_preact.weight, self.fc1_preact.bias, self.logits.weight, self.logits.bias)
+        return ce + weight_decay * sum(p.pow(2).sum() for p in fc) / 2, ce, logits
+
+
+class Dense(nn.Module):
+    """A fully connected layer with leaky ReLU: one hidden layer of ``DeepMLP``, its output a probe point."""
+
+    def __init__(self, fan_in: int, width: int, negative_slope: float) -> None:
+        super().__init__()
+        self.linear = nn.Linear(fan_in, width)
+        self.negative_slope = negative_slope
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.linear(h), self.negative_slope)
 
 
 class DeepMLP(nn.Module):
     """``depth`` fully connected layers of ``width`` units with leaky ReLU, then a linear classifier.
 
-    Probe points: ``input`` (layer 0) and ``layer1`` ... ``layer<depth>`` (post-activation).
-    Glorot-normal weights, zero biases. Options, from section 3.4 of the paper:
-    ``aux_every`` adds a linear auxiliary classifier after every ``aux_every``-th
-    hidden layer (before the last), whose cross-entropy is added to the objective;
-    ``skip_to`` feeds layer ``skip_to`` the concatenation of layer ``skip_to - 1``'s
+    Probe points: ``input`` (layer 0) and ``layer1`` ... ``layer<depth>`` (each hidden layer's
+    post-activation output: modules of those names). Glorot-normal weights, zero biases.
+    Options, from section 3.4 of the paper: ``aux_every`` adds a linear auxiliary classifier
+    after every ``aux_every``-th hidden layer (before the last), whose cross-entropy is added to
+    the objective; ``skip_to`` feeds layer ``skip_to`` the concatenation of layer ``skip_to - 1``'s
     output with the (flattened) input.
     """
 
@@ -115,57 +121,49 @@ class DeepMLP(nn.Module):
         super().__init__()
         if skip_to and not 1 < skip_to <= depth:
             raise ValueError(f"model.skip_to: {skip_to} must lie in 2..depth ({depth}), or be 0 for no skip")
-        self.depth, self.negative_slope, self.skip_to = depth, negative_slope, skip_to
+        self.depth, self.skip_to = depth, skip_to
         fan_in = [n_in] + [width] * (depth - 1)
         if skip_to:
             fan_in[skip_to - 1] = width + n_in
-        self.layers = nn.ModuleList(nn.Linear(f, width) for f in fan_in)
+        for i, f in enumerate(fan_in, start=1):
+            self.add_module(f"layer{i}", Dense(f, width, negative_slope))
         self.head = nn.Linear(width, n_classes)
         self.aux_at = [i for i in range(aux_every, depth, aux_every)] if aux_every else []
         self.aux = nn.ModuleDict({str(i): nn.Linear(width, n_classes) for i in self.aux_at})
-        for layer in [*self.layers, self.head, *self.aux.values()]:
+        for layer in [*(self.hidden(i).linear for i in range(1, depth + 1)), self.head, *self.aux.values()]:
             nn.init.xavier_normal_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.points = ("input", *(f"layer{i}" for i in range(1, depth + 1)))
 
-    def forward_points(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``input`` and every hidden layer's output (``aux_logits`` and ``logits`` too)."""
+    def hidden(self, i: int) -> Dense:
+        """Hidden layer ``i`` (1-based)."""
+        return getattr(self, f"layer{i}")
+
+    def hidden_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every hidden layer's output, in order."""
         x = x.flatten(1)
-        out, h = {"input": x}, x
-        for i, layer in enumerate(self.layers, start=1):
+        outs, h = [], x
+        for i in range(1, self.depth + 1):
             if i == self.skip_to:
                 h = torch.cat([h, x], dim=1)
-            h = F.leaky_relu(layer(h), self.negative_slope)
-            out[f"layer{i}"] = h
-        out["aux_logits"] = [self.aux[str(i)](out[f"layer{i}"]) for i in self.aux_at]
-        out["logits"] = self.head(h)
-        return out
+            h = self.hidden(i)(h)
+            outs.append(h)
+        return outs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_points(x)["logits"]
+        return self.head(self.hidden_outputs(x)[-1])
 
     def objective(
         self, x: torch.Tensor, y: torch.Tensor, weight_decay: float
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cross-entropy of the head plus that of every auxiliary head (plus optional L2 on all weights)."""
-        out = self.forward_points(x)
-        ce = F.cross_entropy(out["logits"], y)
-        total = ce + sum(F.cross_entropy(a, y) for a in out["aux_logits"])
+        hidden = self.hidden_outputs(x)
+        logits = self.head(hidden[-1])
+        ce = F.cross_entropy(logits, y)
+        total = ce + sum(F.cross_entropy(self.aux[str(i)](hidden[i - 1]), y) for i in self.aux_at)
         if weight_decay:
             total = (
                 total
                 + weight_decay * sum(p.pow(2).sum() for n, p in self.named_parameters() if n.endswith("weight")) / 2
             )
-        return total, ce, out["logits"]
-
-
-MODELS: dict[str, type[nn.Module]] = {"mnist_convnet": MnistConvnet, "deep_mlp": DeepMLP}
-
-
-def build_model(settings: dict) -> nn.Module:
-    """Build the model described by ``settings`` (``{"name": ..., **kwargs}``)."""
-    kwargs = dict(settings)
-    name = kwargs.pop("name")
-    if name not in MODELS:
-        raise ValueError(f"model.name: unknown model {name!r}; expected one of {sorted(MODELS)}")
-    return MODELS[name](**kwargs)
+        return total, ce, logits

@@ -16,8 +16,6 @@ is written, so a killed job loses at most that much training.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 import re
 import time
@@ -27,77 +25,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic import atomic_output
+from .checkpoints import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint, tensor_digest
 from .data import data_fingerprint, load_splits
-from .files import fingerprint
-from .models import MODELS, build_model
-from .provenance import normalised_source
+from .factory import build_model, model_fingerprint
 from .shapes import steps_per_epoch, total_steps
 
 log = logging.getLogger(__name__)
-CHECKPOINT_FORMAT = 2  # 2: with a digest of its tensors
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is unreadable or does not belong where it is used."""
 
 
 class TrainingError(RuntimeError):
     """A training run that diverged (a non-finite objective)."""
 
 
-def model_fingerprint(model_settings: dict) -> str:
-    """Identifies a model description and the code of its class (comments, docstrings and
-    formatting aside, so reformatting the model file does not orphan checkpoints)."""
-    source = normalised_source(inspect.getsource(MODELS[model_settings["name"]]))
-    return fingerprint({"settings": model_settings, "source": source})
-
-
 def epoch_order(seed: int, repeat: int, epoch: int, n: int) -> np.ndarray:
     """The minibatch order of one epoch, reproducible from its coordinates alone."""
     return np.random.default_rng([seed, repeat, epoch]).permutation(n)
-
-
-def tensor_digest(state: dict) -> str:
-    """SHA-256 of the model's and the optimizer's tensors and the RNG state (torch does not
-    checksum what it loads)."""
-    h = hashlib.sha256()
-    tensors = [*state["state_dict"].items(), ("torch_rng", state["torch_rng"])]
-    for key, group in sorted(state["optimizer"]["state"].items()):
-        tensors += [(f"opt.{key}.{name}", t) for name, t in sorted(group.items()) if torch.is_tensor(t)]
-    for name, t in tensors:
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def save_checkpoint(state: dict, path: Path) -> None:
-    """Write ``state`` to ``path`` atomically (a temporary name, then rename)."""
-    with atomic_output(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path, settings: dict | None = None) -> dict:
-    """Load a checkpoint, checking it matches ``settings`` (an experiment's train settings)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # any unpickling failure means a damaged file
-        raise CheckpointError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a probes checkpoint of format {CHECKPOINT_FORMAT}")
-    if state["digest"] != tensor_digest(state):
-        raise CheckpointError(f"{path}: damaged: its tensors do not match the digest saved with them")
-    if settings is not None:
-        want = model_fingerprint(settings["model"])
-        if state["model_fingerprint"] != want:
-            raise CheckpointError(
-                f"{path}: model fingerprint {state['model_fingerprint']} does not match {want} of "
-                f"experiment {settings['experiment']!r} (another experiment or an older model definition)"
-            )
-        for key in ("experiment", "repeat"):
-            if state[key] != settings[key]:
-                raise CheckpointError(f"{path}: {key} is {state[key]!r}, expected {settings[key]!r}")
-    return state
 
 
 def incompatibility(state: dict, settings: dict) -> str | None:
@@ -137,6 +79,28 @@ def latest_checkpoint(directory: Path, settings: dict, before: int) -> Path | No
     return None
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when available, else the CPU; or ``cpu`` / ``cuda`` (refused when absent)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device = 'cuda': no CUDA device is available here; use auto or cpu")
+    return torch.device(name)
+
+
+def objective(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, weight_decay: float):
+    """The model's own ``objective(x, y, weight_decay)`` if it defines one (the paper's auxiliary
+    heads do), else the cross-entropy of its output plus ``weight_decay * sum(p^2) / 2`` over all
+    parameters; as ``(objective, cross-entropy, logits)``."""
+    if hasattr(model, "objective"):
+        return model.objective(x, y, weight_decay)
+    logits = model(x)
+    ce = F.cross_entropy(logits, y)
+    if not weight_decay:
+        return ce, ce, logits
+    return ce + weight_decay * sum(p.pow(2).sum() for p in model.parameters()) / 2, ce, logits
+
+
 def make_optimizer(model: torch.nn.Module, train: dict) -> torch.optim.Optimizer:
     """``train["optimizer"]``: ``sgd`` (with momentum), ``rmsprop`` (decay 0.9, with momentum) or ``adam``."""
     name, lr, momentum = train["optimizer"], train["lr"], train["momentum"]
@@ -154,9 +118,10 @@ def evaluate(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch_size: i
     """Mean cross-entropy and accuracy of ``model`` (in eval mode) on ``(x, y)``."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     total_loss, correct = 0.0, 0
     for i in range(0, len(x), batch_size):
-        xb, yb = torch.from_numpy(x[i : i + batch_size]), torch.from_numpy(y[i : i + batch_size])
+        xb, yb = torch.from_numpy(x[i : i + batch_size]).to(device), torch.from_numpy(y[i : i + batch_size]).to(device)
         logits = model(xb)
         total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
         correct += (logits.argmax(1) == yb).sum().item()
@@ -166,11 +131,12 @@ def evaluate(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch_size: i
 
 def train_segment(
     settings: dict, data_dir: Path, target_step: int, out: Path, start: Path | None = None,
-    snapshot: Path | None = None, snapshot_seconds: float = 600.0,
+    snapshot: Path | None = None, snapshot_seconds: float = 600.0, device: str = "cpu",
 ) -> dict:  # fmt: skip
     """Train from checkpoint ``start`` (or from initialisation) up to ``target_step``; save to ``out``.
 
-    ``settings`` holds ``experiment, repeat, seed, model, dataset, train``. With
+    ``settings`` holds ``experiment, repeat, seed, model, dataset, train``; ``device``
+    (``resolve_device``) is where the model trains (exact resumption is tested on the CPU). With
     ``snapshot``, the state is also saved there at the end of an epoch once
     ``snapshot_seconds`` have passed since the last save, and removed when ``out``
     is written. Returns the saved checkpoint state.
@@ -178,7 +144,8 @@ def train_segment(
     tr, ds = settings["train"], settings["dataset"]
     seed, repeat = settings["seed"], settings["repeat"]
     torch.manual_seed(seed * 1_000_003 + repeat)
-    model = build_model(settings["model"])
+    dev = resolve_device(device)
+    model = build_model(settings["model"]).to(dev)
     optimizer = make_optimizer(model, tr)
     history: list[dict] = []
     step = 0
@@ -188,7 +155,7 @@ def train_segment(
         if reason:
             raise CheckpointError(f"{start}: {reason}")
         model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])  # onto the parameters' device
         torch.set_rng_state(state["torch_rng"])
         step, history = state["step"], state["history"]
     if target_step < step:
@@ -213,8 +180,8 @@ def train_segment(
         run_loss, run_correct, run_n = 0.0, 0, 0
         for b in range(offset, end):
             idx = order[b * tr["batch_size"] : (b + 1) * tr["batch_size"]]
-            xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
-            loss, ce, logits = model.objective(xb, yb, tr["weight_decay"])
+            xb, yb = torch.from_numpy(x[idx]).to(dev), torch.from_numpy(y[idx]).to(dev)
+            loss, ce, logits = objective(model, xb, yb, tr["weight_decay"])
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"{settings['experiment']} r{repeat}: the training objective became {loss.item()} at step "

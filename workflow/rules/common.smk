@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 from probes.config import Experiment, validate
+from probes.external import content_digest
 from probes.provenance import STAGE_MODULES, stage_digest
 
 
@@ -24,6 +25,8 @@ EXPERIMENTS = {name: Experiment(name, config) for name in config["experiments"]}
 # each rule's params carry the digest of the code its stage runs (src/probes/provenance.py)
 CODE = {stage: stage_digest(stage) for stage in STAGE_MODULES}
 RUN = f"{RESULTS}/{{experiment}}/r{{repeat}}"
+# where training and extraction run: how a job runs, not what it makes (not a param: changing it reruns nothing)
+DEVICE = config.get("device", "cpu")
 # a training job saves a resume snapshot this often
 SNAPSHOT_SECONDS = round(60 * config.get("snapshot_minutes", 10))
 
@@ -54,6 +57,22 @@ def dataset_files(wildcards) -> list:
     if experiment(wildcards).spec["dataset"]["name"] != "mnist":
         return []
     return [ancient(f"{MNIST_DIR}/{name}") for name in MNIST_FILES]
+
+
+def checkpoint_input(wildcards):
+    """The checkpoint an extraction reads: the train rule's output, or a file made elsewhere
+    (``checkpoints.dir``), then marked ancient: its identity is its content (``checkpoint_digest``)."""
+    exp = experiment(wildcards)
+    path = exp.checkpoint_file(int(wildcards.repeat), int(wildcards.step), RESULTS)
+    return ancient(path) if exp.external else path
+
+
+def checkpoint_digest(wildcards) -> str:
+    """SHA-256 of an external checkpoint file (cached by size and mtime); empty for the pipeline's own."""
+    exp = experiment(wildcards)
+    if not exp.external:
+        return ""
+    return content_digest(Path(exp.found[int(wildcards.step)]), Path(RESULTS) / ".cache" / "checkpoint-digests.json")
 
 
 def run_files(exp: Experiment, pattern: str) -> list[str]:

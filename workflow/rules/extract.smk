@@ -1,7 +1,7 @@
 rule extract:
     input:
         data=dataset_files,
-        checkpoint=f"{RUN}/checkpoints/step{{step}}.pt",
+        checkpoint=checkpoint_input,
     output:
         activations=(
             f"{RUN}/activations/step{{step}}.h5"
@@ -12,7 +12,9 @@ rule extract:
     params:
         data_dir=MNIST_DIR,
         code=CODE["extract"],
-        settings=lambda wc: as_json(experiment(wc).extract_settings(int(wc.repeat))),
+        settings=lambda wc: as_json(experiment(wc).extract_settings(int(wc.repeat), int(wc.step))),
+        # a checkpoint made elsewhere is identified by its content, not its mtime (ancient input)
+        checkpoint_digest=checkpoint_digest,
     log:
         f"{LOGS}/extract/{{experiment}}/r{{repeat}}/step{{step}}.log",
     benchmark:
@@ -24,4 +26,4 @@ rule extract:
     shell:
         "probes extract --settings {params.settings:q} --checkpoint {input.checkpoint}"
         " --data-dir {params.data_dir} --out {output.activations} --metrics-out {output.metrics}"
-        " --threads {threads} > {log} 2>&1"
+        " --threads {threads} --device {DEVICE} > {log} 2>&1"

@@ -24,4 +24,4 @@ rule train:
     shell:
         "probes train --settings {params.settings:q} --data-dir {params.data_dir} --step {wildcards.step}"
         " --resume-dir $(dirname {output}) --snapshot-seconds {resources.snapshot_seconds}"
-        " --out {output} --threads {threads} > {log} 2>&1"
+        " --out {output} --threads {threads} --device {DEVICE} > {log} 2>&1"
