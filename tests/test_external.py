@@ -175,3 +175,42 @@ def test_external_checkpoints_rerun_by_content(external_run):
         ("extract", "experiment=ext, repeat=0, step=30"),
         *[("probe", f"experiment=ext, repeat=0, step=30, job={p}") for p in ("act", "fc1", "input", "output")],
     ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_watch_probes_each_checkpoint_as_a_training_writes_it(external_run):
+    import threading
+
+    from conftest import REPO
+
+    from probes.watch import watch
+
+    work = external_run
+    for f in (work / "ckpts").iterdir():
+        f.unlink()
+    (work / "ckpts" / "step0.pt").write_bytes(b"")  # nothing there yet: an empty file being opened
+    torch.manual_seed(5)
+    blob = {}
+    for step in (0, 10, 20):
+        torch.save(net().state_dict(), work / "blob.pt")
+        blob[step] = (work / "blob.pt").read_bytes()
+
+    def training() -> None:  # writes as a training script would: in place, in pieces, over time
+        for step in (0, 10, 20):
+            path = work / "ckpts" / f"step{step}.pt"
+            with open(path, "wb") as f:
+                f.write(blob[step][: len(blob[step]) // 2])
+                f.flush()
+                time.sleep(2.5)  # half written across polls: must be skipped, not probed
+                f.write(blob[step][len(blob[step]) // 2 :])
+            time.sleep(1.5)
+
+    writer = threading.Thread(target=training)
+    writer.start()
+    code = watch(work / "config.yaml", REPO / "Snakefile", work, interval=0.5, cores=2, idle_exit=12)
+    writer.join()
+    assert code == 0, (work / "results/logs/watch.log").read_text()[-3000:]
+    rows = list(csv.DictReader(open(work / "results/ext/probes.csv")))
+    assert sorted({int(r["step"]) for r in rows}) == [0, 10, 20]
+    log = (work / "results/logs/watch.log").read_text()
+    assert "unreadable checkpoint" not in log and log.count("Building DAG of jobs") >= 2  # ran as they came

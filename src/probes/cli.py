@@ -118,6 +118,13 @@ def _size(n: float) -> str:
     return ""
 
 
+def cmd_watch(a: argparse.Namespace) -> None:
+    from .watch import watch
+
+    code = watch(Path(a.configfile), Path(a.snakefile), Path(a.directory), a.interval, a.cores, a.idle_exit)
+    raise SystemExit(code)
+
+
 def cmd_check_config(a: argparse.Namespace) -> None:
     from .config import load_yaml, validate
 
@@ -207,6 +214,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--schema", default=str(Path("workflow/schemas/config.schema.yaml")))
     s.add_argument("--no-check", action="store_true", help="skip validating the whole config first")
     s.set_defaults(func=cmd_layers)
+
+    s = sub.add_parser(
+        "watch",
+        help="probe each new checkpoint of a training run as it is written: poll the config's checkpoint "
+        "directories (checkpoints: {dir, pattern}) and run snakemake whenever a complete one appears",
+    )
+    s.add_argument("--configfile", default="config.yaml", help="the config naming the experiments to watch")
+    s.add_argument("--snakefile", default="Snakefile", help="the workflow's Snakefile (default: ./Snakefile)")
+    s.add_argument("--directory", default=".", help="the working directory snakemake runs in")
+    s.add_argument("--interval", type=float, default=30.0, help="seconds between polls")
+    s.add_argument("--cores", type=int, default=2)
+    s.add_argument("--idle-exit", type=float, help="stop after this many seconds without a new checkpoint "
+                   "(default: run until interrupted)")  # fmt: skip
+    s.set_defaults(func=cmd_watch)
 
     s = sub.add_parser("check-config", help="validate a config file against the schema")
     s.add_argument("config")

@@ -86,8 +86,9 @@ def validate(config: dict, schema_path: Path | str, source: str = "config") -> d
         if len(spec["panels"]) != len(steps):
             raise ConfigError(f"{source}: figures.{fig}.panels: {len(spec['panels'])} titles for {len(steps)} steps")
     for anim, spec in config["animations"].items():
-        steps = experiment_of(f"animations.{anim}", spec).steps
-        if len(steps) < 3:
+        exp = experiment_of(f"animations.{anim}", spec)
+        if len(exp.steps) < 3 and not exp.external:  # an external run's frames come as it writes them
+            steps = exp.steps
             raise ConfigError(
                 f"{source}: animations.{anim}: experiment {spec['experiment']!r} has {len(steps)} checkpoints "
                 f"({list(steps)}); an animation needs at least 3"
