@@ -81,6 +81,12 @@ def cmd_animate(a: argparse.Namespace) -> None:
     animate_error_by_point(Path(a.probes_csv), Path(a.model_csv), a.metric, a.out, a.fps, a.dpi)
 
 
+def cmd_status(a: argparse.Namespace) -> None:
+    from .status import status
+
+    print(status(Path(a.results), Path(a.workdir) if a.workdir else None))
+
+
 def cmd_check_config(a: argparse.Namespace) -> None:
     from .config import load_yaml, validate
 
@@ -161,6 +167,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dpi", type=int, default=100)
     s.add_argument("--out", nargs="+", required=True, help=".gif and/or .mp4 (needs ffmpeg)")
     s.set_defaults(func=cmd_animate)
+
+    s = sub.add_parser("status", help="a run's progress: each running job's latest log line, jobs done and left")
+    s.add_argument("results", nargs="?", default="results", help="the run's results directory (default: results)")
+    s.add_argument("--workdir", help="Snakemake's working directory, with .snakemake/ (default: the parent of RESULTS)")
+    s.set_defaults(func=cmd_status)
 
     s = sub.add_parser("check-config", help="validate a config file against the schema")
     s.add_argument("config")
