@@ -218,6 +218,21 @@ class Experiment:
         chunks = [self.points[i : i + k] for i in range(0, len(self.points), k)]
         return {c[0] if len(c) == 1 else f"{c[0]}-{c[-1]}": c for c in chunks}
 
+    @property
+    def marks(self) -> list[tuple[str, list[str]]]:
+        """The probed points a figure marks, in groups with a legend label: a deep MLP's auxiliary
+        heads (after every ``aux_every``-th hidden layer but the last, as ``models.DeepMLP``) and
+        the target of its skip connection."""
+        model = self.spec["model"]
+        every, skip, depth = model.get("aux_every", 0), model.get("skip_to", 0), model.get("depth", 0)
+        groups = []
+        if model["name"] == "deep_mlp" and every:
+            groups.append((f"auxiliary head (every {every} layers)", [f"layer{i}" for i in range(every, depth, every)]))
+        if model["name"] == "deep_mlp" and skip:
+            groups.append((f"skip connection target (layer {skip} also takes the input)", [f"layer{skip}"]))
+        probed = [(label, [p for p in points if p in self.points]) for label, points in groups]
+        return [(label, points) for label, points in probed if points]
+
     @cached_property
     def widths(self) -> dict[str, int]:
         return point_widths(self.spec["model"], input_shape(self.spec["dataset"]))
