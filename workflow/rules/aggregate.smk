@@ -37,7 +37,7 @@ rule figure:
     output:
         png=report(
             f"{RESULTS}/figures/{{figure}}.png",
-            caption="../report/figure.rst",
+            caption="../report/plot.rst",
             category="Figures",
             labels={"figure": "{figure}"},
         ),
@@ -72,7 +72,7 @@ rule animation:
     output:
         gif=report(
             f"{RESULTS}/animations/{{animation}}.gif",
-            caption="../report/animation.rst",
+            caption="../report/plot.rst",
             category="Animations",
             labels={"animation": "{animation}"},
         ),
