@@ -54,6 +54,8 @@ def test_status_lists_running_jobs_with_their_latest_line_and_counts_what_is_lef
     results = tmp_path / "results"
     write(tmp_path / ".snakemake/log/2026-01-02T100000.123456.snakemake.log", SNAKEMAKE_LOG, START)
     write(tmp_path / ".snakemake/locks/0.input.lock", "", START)
+    report = "Building DAG of jobs...\nCreating report...\nReport created.\n"  # plans no jobs: not the run
+    write(tmp_path / ".snakemake/log/2026-01-02T103000.000001.snakemake.log", report, START + 1800)
     job(results, "train/exp/r0/step0", [(START + 10, "training"), (START + 40, "wrote it")], 30.0, START + 41)
     # running for 10 minutes, its latest line 10 s ago; its earlier benchmark is older than its log
     job(results, "train/exp/r0/step100", [(START + 3000, "resuming"),
@@ -68,7 +70,7 @@ def test_status_lists_running_jobs_with_their_latest_line_and_counts_what_is_lef
     monkeypatch.setattr("probes.status.time", SimpleNamespace(time=lambda: NOW))
     main(["status", str(results)])
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith(f"Snakemake running: run started 2026-01-02 10:00:00, 2 jobs at a time ({tmp_path}")
+    assert out[0].startswith(f"Snakemake running: run started 2026-01-02 10:00:00, 2 job(s) at a time ({tmp_path}")
     assert out[1] == "running: 2 job(s)"
     assert (
         out[2] == "  probe exp r0 step 0, point layer2 (2/4 of layer1-layer4): 5m 00s so far (finished ones took 10s)"
@@ -87,7 +89,7 @@ def test_status_lists_running_jobs_with_their_latest_line_and_counts_what_is_lef
                      "train": ["1", "1", "0", "1", "30s"], "probe": ["1", "1", "1", "3", "10s"],
                      "figure": ["0", "0", "0", "1"], "total": ["2", "2", "1", "5"]}  # fmt: skip
     # 1 train (30 s) + 3 probes (10 s each) + the running probe's 10 s typical (past) and train's 30 s (past): 60 s / 2
-    assert out[-1] == ("about 30s left at 2 jobs at a time (rough: each stage's mean wall time over its finished jobs); "
+    assert out[-1] == ("about 30s left at 2 job(s) at a time (rough: each stage's mean wall time over its finished jobs); "
                        "not counting the figure jobs (none finished yet)")  # fmt: skip
 
 
@@ -101,7 +103,19 @@ def test_without_snakemake_running_or_its_log_nothing_is_running_or_left_is_unkn
     main(["status", str(results)])
     out = capsys.readouterr().out
     assert "Snakemake not running (its last run shown)" in out and "running: 0 job(s)" in out
-    assert "  interrupted: probe exp r0 step 0, input" in out
+    assert "  interrupted: probe exp r0 step 0, input" in out and "not counting the train, probe, figure jobs" in out
+    for rel in ("train/exp/r0/step0", "probe/exp/r0/step0/input"):  # the plan's finished jobs, done
+        job(results, rel, [(START + 50, "wrote it")], 10.0, START + 51)
+    log = SNAKEMAKE_LOG.replace("train            3", "train            1").replace(
+        "probe            5", "probe            1"
+    )
+    write(
+        tmp_path / ".snakemake/log/2026-01-02T100000.123456.snakemake.log",
+        log.replace("figure           1\n", ""),
+        START,
+    )
+    main(["status", str(results)])
+    assert capsys.readouterr().out.splitlines()[-1] == "nothing left of that run"
 
 
 def test_every_rule_logs_and_benchmarks_at_the_same_path_under_its_stage():

@@ -69,6 +69,7 @@ def wall_seconds(benchmark: Path) -> float | None:
 
 
 def read_lines(path: Path) -> list[str]:
+    """A log's lines (none if it is gone)."""
     try:
         return path.read_text(errors="replace").splitlines()
     except OSError:
@@ -76,11 +77,10 @@ def read_lines(path: Path) -> list[str]:
 
 
 def failed(lines: list[str]) -> bool:
-    return any(
-        line.startswith("Traceback (most recent call last)")
-        or (m := LINE.fullmatch(line)) is not None
-        and m[4] in ("ERROR", "CRITICAL")
-        for line in lines
+    """Whether a log shows its job failed: a traceback, or a line logged at ERROR or CRITICAL."""
+    levels = [m[4] for line in lines if (m := LINE.fullmatch(line))]
+    return any(line.startswith("Traceback (most recent call last)") for line in lines) or bool(
+        {"ERROR", "CRITICAL"} & set(levels)
     )
 
 
@@ -110,20 +110,20 @@ def parse_job(results: Path, log: Path, run: SnakemakeRun | None) -> Job:
 
 
 def snakemake_run(workdir: Path) -> SnakemakeRun | None:
-    """The newest Snakemake log of ``workdir`` (``None`` without one)."""
+    """The newest run in ``workdir``'s Snakemake logs that planned jobs (``None`` without one): a
+    report, or a run with nothing to do, logs no ``Job stats``."""
     logs = sorted((m[1], p) for p in (workdir / ".snakemake/log").glob("*.snakemake.log")
                   if (m := SNAKEMAKE_LOG.fullmatch(p.name)))  # fmt: skip
-    if not logs:
+    stamp, path, lines = next(((s, p, lines) for s, p in reversed(logs) if "Job stats:" in (lines := read_lines(p))),
+                              (None, None, []))  # fmt: skip
+    if path is None:
         return None
-    stamp, path = logs[-1]
-    lines = read_lines(path)
     planned: dict[str, int] = {}
-    if "Job stats:" in lines:
-        for line in lines[lines.index("Job stats:") + 3 :]:  # after the header and its rule
-            name, _, count = line.rpartition(" ")
-            if name.strip() in ("", "total") or not count.isdigit():
-                break
-            planned[name.strip()] = int(count)
+    for line in lines[lines.index("Job stats:") + 3 :]:  # after the header and its rule
+        name, _, count = line.rpartition(" ")
+        if name.strip() in ("", "total") or not count.isdigit():
+            break
+        planned[name.strip()] = int(count)
     finished: dict[str, int] = {}
     for line in lines:
         if m := re.fullmatch(r"Finished jobid: \d+ \(Rule: (\S+)\)", line):
@@ -227,7 +227,7 @@ def status(results: Path, workdir: Path | None = None, now: float | None = None)
     else:
         since = datetime.fromtimestamp(run.started).strftime("%Y-%m-%d %H:%M:%S")
         doing = "running" if run.running else "not running (its last run shown)"
-        out = [f"Snakemake {doing}: run started {since}, {run.parallel} jobs at a time ({run.log})"]
+        out = [f"Snakemake {doing}: run started {since}, {run.parallel} job(s) at a time ({run.log})"]
     running = [j for j in jobs if j.state == "running"]
     out.append(f"running: {len(running)} job(s)")
     remaining = 0.0  # of the running jobs, by their stage's typical time
@@ -240,10 +240,12 @@ def status(results: Path, workdir: Path | None = None, now: float | None = None)
             for j in jobs if j.state in ("failed", "interrupted")]  # fmt: skip
     table, left = stage_table(jobs, run, means)
     out += table
-    if run is not None:
+    if run is not None and not running and not any(left.values()):
+        out.append("nothing left of that run")
+    elif run is not None:
         work = remaining + sum(n * (means.get(s) or 0.0) for s, n in left.items())
         unknown = [s for s, n in left.items() if n and means.get(s) is None]
-        estimate = f"about {duration(work / run.parallel)} left at {run.parallel} jobs at a time"
+        estimate = f"about {duration(work / run.parallel)} left at {run.parallel} job(s) at a time"
         estimate += " (rough: each stage's mean wall time over its finished jobs)"
         if unknown:
             estimate += f"; not counting the {', '.join(unknown)} jobs (none finished yet)"
