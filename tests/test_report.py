@@ -55,7 +55,10 @@ def test_the_landing_page_lists_exactly_the_configured_experiments_figures_and_a
     assert column(tree, "Probes") == list(config["experiments"])
     first, *made = config["figures"]
     assert column(tree, "Figures") == [f"{first} (not in this report)", *made]
-    assert column(tree, "Figures", 2) == [f["caption"] for f in config["figures"].values()]
+    heads = [f["caption"].split(": ")[0] for f in config["figures"].values()]  # "Figure 7 (section 3.4)"
+    assert column(tree, "Figures", 1) == heads and column(tree, "Figures", 2) == [
+        f["experiment"] for f in config["figures"].values()
+    ]
     assert column(tree, "Animations") == [f"{a} (not in this report)" for a in config["animations"]]
     # a figure in the report opens with its caption beside it
     assert f"resultPath:'results/figures/{made[0]}.png'" in text and "navbarMode:'resultinfo'" in text
