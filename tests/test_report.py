@@ -60,6 +60,7 @@ def test_the_landing_page_lists_exactly_the_configured_experiments_figures_and_a
         f["experiment"] for f in config["figures"].values()
     ]
     assert column(tree, "Animations") == [f"{a} (not in this report)" for a in config["animations"]]
+    assert "align-items: safe center" in text  # a page taller than the window starts at its top
     # a figure in the report opens with its caption beside it
     assert f"resultPath:'results/figures/{made[0]}.png'" in text and "navbarMode:'resultinfo'" in text
     solvers = {e["probe"]["solver"] for e in config["experiments"].values()}
