@@ -99,5 +99,5 @@ def test_the_flagged_probes_are_hatched_in_the_figure(tables):
     fig, ax = plt.subplots()
     _draw(ax, names, mean, std, flagged, 0.5, 1.0)
     hatched = [p for p in ax.patches if p.get_hatch()]
-    assert len(hatched) == 1 and "flagged" in " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    assert len(hatched) == 1 and "flagged" in " ".join(ax.get_legend_handles_labels()[1])
     plt.close(fig)

@@ -69,16 +69,30 @@ def cmd_aggregate(a: argparse.Namespace) -> None:
     aggregate(a.probes, a.models, Path(a.probes_csv), Path(a.model_csv))
 
 
+def _marks(a: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """The --mark groups of probe points with their --mark-label, in order."""
+    if len(a.mark) != len(a.mark_label):
+        raise SystemExit(f"probes {a.command}: {len(a.mark)} --mark group(s) but {len(a.mark_label)} --mark-label(s): "
+                         "give one label per group")  # fmt: skip
+    return list(zip(a.mark_label, a.mark, strict=True))
+
+
 def cmd_plot(a: argparse.Namespace) -> None:
     from .plots import plot_error_by_point
 
-    plot_error_by_point(Path(a.probes_csv), a.steps, a.panels, a.metric, a.out, a.dpi, a.chance)
+    plot_error_by_point(Path(a.probes_csv), a.steps, a.panels, a.metric, a.out, a.dpi, a.chance, _marks(a))
 
 
 def cmd_animate(a: argparse.Namespace) -> None:
     from .plots import animate_error_by_point
 
-    animate_error_by_point(Path(a.probes_csv), Path(a.model_csv), a.metric, a.out, a.fps, a.dpi)
+    animate_error_by_point(Path(a.probes_csv), Path(a.model_csv), a.metric, a.out, a.fps, a.dpi, a.chance, _marks(a))
+
+
+def cmd_status(a: argparse.Namespace) -> None:
+    from .status import status
+
+    print(status(Path(a.results), Path(a.workdir) if a.workdir else None))
 
 
 def cmd_layers(a: argparse.Namespace) -> None:
@@ -130,6 +144,12 @@ def cmd_check_config(a: argparse.Namespace) -> None:
 
     validate(load_yaml(a.config), a.schema, source=a.config)
     print(f"{a.config}: valid")
+
+
+def _mark_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--mark", nargs="+", action="append", default=[], metavar="POINT",
+                   help="probe points to mark with a line (again for another group)")  # fmt: skip
+    s.add_argument("--mark-label", action="append", default=[], help="the legend label of each --mark group, in order")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -197,6 +217,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--chance", type=float, help="draw this coin-flip error as a dotted line")
     s.add_argument("--dpi", type=int, default=150)
     s.add_argument("--out", nargs="+", required=True)
+    _mark_arguments(s)
     s.set_defaults(func=cmd_plot)
 
     s = sub.add_parser("animate", help="animate probe error per probe point over every checkpoint")
@@ -206,6 +227,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--fps", type=float, default=2)
     s.add_argument("--dpi", type=int, default=100)
     s.add_argument("--out", nargs="+", required=True, help=".gif and/or .mp4 (needs ffmpeg)")
+    s.add_argument("--chance", type=float, help="draw this coin-flip error as a dotted line")
+    _mark_arguments(s)
     s.set_defaults(func=cmd_animate)
 
     s = sub.add_parser("layers", help="list every module path of an experiment's model: output shape, probe width, disk")
@@ -228,6 +251,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--idle-exit", type=float, help="stop after this many seconds without a new checkpoint "
                    "(default: run until interrupted)")  # fmt: skip
     s.set_defaults(func=cmd_watch)
+
+    s = sub.add_parser("status", help="a run's progress: each running job's latest log line, jobs done and left")
+    s.add_argument("results", nargs="?", default="results", help="the run's results directory (default: results)")
+    s.add_argument("--workdir", help="Snakemake's working directory, with .snakemake/ (default: the parent of RESULTS)")
+    s.set_defaults(func=cmd_status)
 
     s = sub.add_parser("check-config", help="validate a config file against the schema")
     s.add_argument("config")

@@ -261,6 +261,24 @@ class Experiment:
         return {c[0] if len(c) == 1 else f"{c[0]}-{c[-1]}": c for c in chunks}
 
     @property
+    def marks(self) -> list[tuple[str, list[str]]]:
+        """The probed points a figure marks, in groups with a legend label: a deep MLP's auxiliary
+        heads (after every ``aux_every``-th hidden layer but the last, as ``models.DeepMLP``) and
+        the target of its skip connection."""
+        model = self.spec["model"]
+        if model["factory"] != "probes.models:DeepMLP":
+            return []
+        kw = model.get("kwargs", {})
+        every, skip, depth = kw.get("aux_every", 0), kw.get("skip_to", 0), kw.get("depth", 128)
+        groups = []
+        if every:
+            groups.append((f"auxiliary head (every {every} layers)", [f"layer{i}" for i in range(every, depth, every)]))
+        if skip:
+            groups.append((f"skip connection target (layer {skip} also takes the input)", [f"layer{skip}"]))
+        probed = [(label, [p for p in points if p in self.points]) for label, points in groups]
+        return [(label, points) for label, points in probed if points]
+
+    @property
     def widths(self) -> dict[str, int]:
         return {r["point"]: r["width"] for r in self.shapes if r["probed"]}
 

@@ -64,7 +64,7 @@ def extract(
         "step": step,
         "epoch": epoch,
     }
-    t0 = time.time()
+    t0 = last_line = time.time()
     with atomic_output(out) as tmp, h5py.File(tmp, "w", rdcc_nbytes=16 << 20) as f:
         f.attrs.update(
             experiment=settings["experiment"], repeat=settings["repeat"], step=step,
@@ -98,6 +98,9 @@ def extract(
                             )
                             datasets[p].attrs.update(point=p, layer_index=layer, width=w, step=step)
                         datasets[p][i : i + len(a)] = a
+                    if time.time() - last_line >= 60:  # a line a minute at least
+                        last_line = time.time()
+                        log.info("%s: %d of %d rows (%.1f s)", split, i + len(yb), n, last_line - t0)
             loss, acc = total_loss / n, correct / n
             metrics[f"{split}_loss"], metrics[f"{split}_acc"] = loss, acc
             log.info(

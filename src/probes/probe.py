@@ -376,7 +376,8 @@ class LinearProbe:
 
         def solve(C: float, precond: Preconditioner, init, tol: float) -> tuple:
             return fit_logistic(rows, y_index, len(self.classes_), 1.0 / (C * n_train), mean, scale,
-                                precond, init=init, tol=tol, max_iter=self.max_iter)  # fmt: skip
+                                precond, init=init, tol=tol, max_iter=self.max_iter,
+                                name=f"C={C:g} on {rows.n} rows")  # fmt: skip
 
         def fit(C: float, start) -> tuple[dict, int, bool, int]:
             init, n_first = None if start is None else start["std"], 0

@@ -22,6 +22,7 @@ with the same arithmetic. Standardisation is folded into the weights
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -285,6 +286,7 @@ def fit_logistic(
     init: tuple[np.ndarray, np.ndarray] | None = None,
     tol: float = 1e-5,
     max_iter: int = 1000,
+    name: str = "L-BFGS",
 ) -> tuple[np.ndarray, np.ndarray, int, bool, float]:
     """Minimise the objective at ``lam = 1 / (C n)`` from ``init`` (standardised ``w``, ``b``).
 
@@ -294,7 +296,8 @@ def fit_logistic(
     Converged means stopped before ``max_iter``: at the gradient tolerance, or where
     no step along the search direction lowers the objective as evaluated in float32
     (a failed line search: within ~1e-7 of the optimum, measured 4e-9 to 5e-7 on
-    trained and untrained MLP layers against float64 scikit-learn).
+    trained and untrained MLP layers against float64 scikit-learn). A long fit logs its iteration
+    and objective once a minute, prefixed by ``name``.
     """
     binary = n_classes == 2
     d, k = rows.d, 1 if binary else n_classes
@@ -318,11 +321,21 @@ def fit_logistic(
     f0, g0 = fun(u0)
     g_ref = g0 if init is None else fun(np.zeros_like(u0))[1]
     gtol = tol * min(1.0, f0, float(np.abs(g_ref).max()))
+    t0, clock = time.time(), {"iterations": 0, "line": time.time()}
+
+    def progress(intermediate_result) -> None:
+        clock["iterations"] += 1
+        if time.time() - clock["line"] >= 60:
+            clock["line"] = time.time()
+            log.info("%s: iteration %d, objective %.6g (%.0f s)", name, clock["iterations"],
+                     intermediate_result.fun, clock["line"] - t0)  # fmt: skip
+
     res = minimize(
         fun,
         u0,
         jac=True,
         method="L-BFGS-B",
+        callback=progress,
         options={"maxiter": max_iter, "gtol": gtol, "ftol": 64 * np.finfo(float).eps, "maxls": 50},
     )
     theta = to_theta(res.x)

@@ -168,7 +168,7 @@ def train_segment(
     spe = steps_per_epoch(ds, tr)
     log.info("%s r%d: training steps %d -> %d (%d per epoch)", settings["experiment"], repeat, step, target_step, spe)
     model.train()
-    t0 = last_save = time.time()
+    t0 = last_save = last_line = time.time()
     while step < target_step:
         epoch, offset = divmod(step, spe)
         lr = tr["lr"] * tr["lr_decay"] ** epoch
@@ -195,7 +195,8 @@ def train_segment(
             run_loss += ce.item() * len(idx)
             run_correct += (logits.argmax(1) == yb).sum().item()
             run_n += len(idx)
-            if step % tr["log_every"] == 0:
+            if step % tr["log_every"] == 0 or time.time() - last_line >= 60:  # a line a minute at least
+                last_line = time.time()
                 log.info("step %d (epoch %d, %.1f s): minibatch objective %.4f, cross-entropy %.4f",
                          step, epoch + 1, time.time() - t0, loss.item(), ce.item())  # fmt: skip
         val_loss, val_acc = evaluate(model, *splits["val"])

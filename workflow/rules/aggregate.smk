@@ -37,7 +37,7 @@ rule figure:
     output:
         png=report(
             f"{RESULTS}/figures/{{figure}}.png",
-            caption="../report/figure.rst",
+            caption="../report/plot.rst",
             category="Figures",
             labels={"figure": "{figure}"},
         ),
@@ -48,7 +48,8 @@ rule figure:
         ),
         panels=lambda wc: " ".join(shlex.quote(p) for p in figure_spec(wc)["panels"]),
         metric=lambda wc: figure_spec(wc)["metric"],
-        chance=lambda wc: "" if figure_spec(wc).get("chance") is None else f"--chance {figure_spec(wc)['chance']}",
+        chance=lambda wc: chance_arg(figure_spec(wc)),
+        marks=lambda wc: plot_marks(figure_spec(wc)),
         dpi=config["plot"]["dpi"],
         code=CODE["plot"],
     log:
@@ -60,7 +61,8 @@ rule figure:
         runtime=10,
     shell:
         "probes plot --probes-csv {input} --steps {params.steps} --panels {params.panels}"
-        " --metric {params.metric} {params.chance} --dpi {params.dpi} --out {output.png} {output.pdf} > {log} 2>&1"
+        " --metric {params.metric} {params.chance} {params.marks} --dpi {params.dpi}"
+        " --out {output.png} {output.pdf} > {log} 2>&1"
 
 
 rule animation:
@@ -70,7 +72,7 @@ rule animation:
     output:
         gif=report(
             f"{RESULTS}/animations/{{animation}}.gif",
-            caption="../report/animation.rst",
+            caption="../report/plot.rst",
             category="Animations",
             labels={"animation": "{animation}"},
         ),
@@ -78,6 +80,8 @@ rule animation:
     params:
         metric=lambda wc: animation_spec(wc)["metric"],
         fps=lambda wc: animation_spec(wc)["fps"],
+        chance=lambda wc: chance_arg(animation_spec(wc)),
+        marks=lambda wc: plot_marks(animation_spec(wc)),
         code=CODE["plot"],
     log:
         f"{LOGS}/animation/{{animation}}.log",
@@ -88,4 +92,4 @@ rule animation:
         runtime=30,
     shell:
         "probes animate --probes-csv {input.probes} --model-csv {input.model} --metric {params.metric}"
-        " --fps {params.fps} --out {output} > {log} 2>&1"
+        " --fps {params.fps} {params.chance} {params.marks} --out {output} > {log} 2>&1"

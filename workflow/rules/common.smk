@@ -128,6 +128,17 @@ def animation_spec(wildcards) -> dict:
     return config["animations"][wildcards.animation]
 
 
+def plot_marks(spec: dict) -> str:
+    """The plot's ``--mark POINT... --mark-label LABEL`` for each group of layers its experiment's
+    model singles out (auxiliary heads, skip target)."""
+    marks = EXPERIMENTS[spec["experiment"]].marks
+    return " ".join(f"--mark {' '.join(points)} --mark-label {shlex.quote(label)}" for label, points in marks)
+
+
+def chance_arg(spec: dict) -> str:
+    return "" if spec.get("chance") is None else f"--chance {spec['chance']}"
+
+
 PROBE_JSON = f"{RUN}/probes/step{{step}}/{{job}}.json"
 PROBE_WEIGHTS = f"{RUN}/probes/step{{step}}/{{job}}.npz"
 MODEL_JSON = f"{RUN}/model/step{{step}}.json"
