@@ -19,6 +19,7 @@ from torch import nn
 from probes.checkpoints import CheckpointError, load_weights
 from probes.external import content_digest, find_checkpoints
 
+
 class Net(nn.Module):
     def __init__(self, width=8, n_in=6, n_classes=2):
         super().__init__()
