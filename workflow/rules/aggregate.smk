@@ -25,8 +25,8 @@ rule aggregate:
         mem_mb=500,
         runtime=10,
     shell:
-        "probes aggregate --probes {input.probes} --models {input.models}"
-        " --probes-csv {output.probes} --model-csv {output.model} > {log} 2>&1"
+        "probes aggregate --probes {input.probes:q} --models {input.models:q}"
+        " --probes-csv {output.probes:q} --model-csv {output.model:q} > {log:q} 2>&1"
 
 
 rule figure:
@@ -57,8 +57,9 @@ rule figure:
         mem_mb=1000,
         runtime=10,
     shell:
-        "probes plot --probes-csv {input} --steps {params.steps} --panels {params.panels}"
-        " --metric {params.metric} {params.chance} --dpi {params.dpi} --out {output.png} {output.pdf} > {log} 2>&1"
+        "probes plot --probes-csv {input:q} --steps {params.steps} --panels {params.panels}"
+        " --metric {params.metric} {params.chance} --dpi {params.dpi} --out {output.png:q} {output.pdf:q}"
+        " > {log:q} 2>&1"
 
 
 rule animation:
@@ -85,5 +86,5 @@ rule animation:
         mem_mb=1000,
         runtime=30,
     shell:
-        "probes animate --probes-csv {input.probes} --model-csv {input.model} --metric {params.metric}"
-        " --fps {params.fps} --out {output} > {log} 2>&1"
+        "probes animate --probes-csv {input.probes:q} --model-csv {input.model:q} --metric {params.metric}"
+        " --fps {params.fps} --out {output:q} > {log:q} 2>&1"
