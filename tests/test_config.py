@@ -3,10 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from probes.config import ConfigError, Experiment, load_yaml, validate
+from probes.config import SCHEMA, ConfigError, Experiment, load_yaml, validate
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
 
 @pytest.fixture

@@ -82,9 +82,9 @@ def cmd_animate(a: argparse.Namespace) -> None:
 
 
 def cmd_check_config(a: argparse.Namespace) -> None:
-    from .config import load_yaml, validate
+    from .config import SCHEMA, load_yaml, validate
 
-    validate(load_yaml(a.config), a.schema, source=a.config)
+    validate(load_yaml(a.config), a.schema or SCHEMA, source=a.config)
     print(f"{a.config}: valid")
 
 
@@ -164,7 +164,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("check-config", help="validate a config file against the schema")
     s.add_argument("config")
-    s.add_argument("--schema", default=str(Path("workflow/schemas/config.schema.yaml")))
+    s.add_argument("--schema", help="JSON schema in YAML (default: the package's, src/probes/schema/config.schema.yaml)")
     s.set_defaults(func=cmd_check_config)
     return p
 

@@ -4,11 +4,11 @@ import shlex
 import shutil
 from pathlib import Path
 
-from probes.config import Experiment, validate
+from probes.config import SCHEMA, Experiment, validate
 from probes.provenance import STAGE_MODULES, stage_digest
 
 
-validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml", source="workflow config")
+validate(config, SCHEMA, source="workflow config")
 
 RESULTS = config["results"]
 LOGS = f"{RESULTS}/logs"
