@@ -49,9 +49,7 @@ def test_paths_with_spaces_run_through_every_rule(tmp_path):
                  "figures/figure3_tiny.png", "figures/figure3_tiny.pdf", "animations/tiny_mlp_plain_error.gif",
                  "tiny_mlp_plain/r0/probes/step20/input-layer3.npz"):  # fmt: skip
         assert (results / path).stat().st_size > 0, path
-    assert sorted(p.name for p in (work / "da ta/mnist").iterdir()) == sorted(
-        p.name[:-3] for p in source.glob("*.gz")
-    )
+    assert sorted(p.name for p in (work / "da ta/mnist").iterdir()) == sorted(p.name[:-3] for p in source.glob("*.gz"))
     assert "warm" in (results / "tiny_mlp_plain/probes.csv").read_text()  # the --warm-start path was passed
     assert sorted(p.name for p in work.iterdir()) == [".snakemake", "config.yaml", "da ta", "mnist copy", "res ults"]
 
