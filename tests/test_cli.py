@@ -8,11 +8,19 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+import yaml
 from conftest import REPO
+from snakemake.common.configfile import load_configfile
+from snakemake.utils import update_config
+
+from probes.configfiles import merge, read
 
 
 def probes(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "probes.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "probes.cli", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
 
 
 def test_check_config_works_from_another_directory(tmp_path):
@@ -28,11 +36,45 @@ def test_the_schema_ships_in_the_package_and_only_there(tmp_path):
     shutil.copytree(REPO / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                            "-q", "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True)  # fmt: skip
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q"]
+    build = subprocess.run([*pip, "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, check=False)
     assert build.returncode == 0, build.stderr[-2000:]
     [wheel] = (tmp_path / "dist").glob("probes-*.whl")
     assert "probes/schema/config.schema.yaml" in zipfile.ZipFile(wheel).namelist()
     assert [p.relative_to(REPO).as_posix() for p in REPO.rglob("*.schema.yaml")] == [
         "src/probes/schema/config.schema.yaml"
     ]
+
+
+def test_check_config_validates_overlays_merged_onto_their_base(tmp_path):
+    run = probes("check-config", "--base", "config.yaml", "workflow/config/quick.yaml", "workflow/config/videos.yaml",
+                 cwd=REPO)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == "config.yaml + workflow/config/quick.yaml + workflow/config/videos.yaml: valid\n"
+    alone = probes("check-config", "workflow/config/quick.yaml", cwd=REPO)
+    assert alone.returncode == 1 and alone.stderr == (
+        "workflow/config/quick.yaml: no data_dir, keep_activations, mnist, animations, plot; if it is an overlay, "
+        "check it on its base: probes check-config --base config.yaml workflow/config/quick.yaml\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "section, right, wrong",
+    [("experiments", "mlp128_aux", "mlp128_axu"), ("figures", "figure3", "figure33")],
+)
+def test_a_misspelt_name_in_an_overlay_is_one_sentence(tmp_path, section, right, wrong):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text((REPO / "workflow/config/quick.yaml").read_text().replace(f"  {right}:", f"  {wrong}:"))
+    run = probes("check-config", "--base", str(REPO / "config.yaml"), "overlay.yaml", cwd=tmp_path)
+    known = ", ".join(sorted(yaml.safe_load((REPO / "config.yaml").read_text())[section]))
+    assert run.returncode == 1
+    assert run.stderr == f"overlay.yaml: unknown {section[:-1]} '{wrong}'; known: {known}\n"
+
+
+def test_merge_is_snakemakes(tmp_path):
+    files = [REPO / "config.yaml", REPO / "workflow/config/quick.yaml", REPO / "workflow/config/videos.yaml"]
+    theirs: dict = {}
+    for f in files:
+        update_config(theirs, load_configfile(f))
+    assert merge([read(f) for f in files]) == theirs
+    assert merge([{"a": {"b": [1, 2], "c": 1}}, {"a": {"b": [3]}}, {"a": None}, {"a": {"d": 2}}]) == {"a": {"d": 2}}

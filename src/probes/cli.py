@@ -82,10 +82,28 @@ def cmd_animate(a: argparse.Namespace) -> None:
 
 
 def cmd_check_config(a: argparse.Namespace) -> None:
-    from .config import SCHEMA, load_yaml, validate
+    from .config import SCHEMA, ConfigError, load_yaml, validate
+    from .configfiles import check_names, merge, read
 
-    validate(load_yaml(a.config), a.schema or SCHEMA, source=a.config)
-    print(f"{a.config}: valid")
+    files = [a.base, *a.files] if a.base else a.files
+    source = " + ".join(files)
+    try:
+        layers = [(f, read(f)) for f in files]
+        check_names(layers)
+        config = merge([c for _, c in layers])
+        schema = a.schema or SCHEMA
+        missing = [key for key in load_yaml(schema)["required"] if key not in config]
+        if missing and not a.base:
+            raise ConfigError(
+                f"{source}: no {', '.join(missing)}; if it is an overlay, check it on its base: "
+                f"probes check-config --base config.yaml {' '.join(files)}"
+            )
+        validate(config, schema, source=source)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
+    except OSError as exc:
+        raise SystemExit(f"{exc.filename}: {exc.strerror}") from None
+    print(f"{source}: valid")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -162,9 +180,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", nargs="+", required=True, help=".gif and/or .mp4 (needs ffmpeg)")
     s.set_defaults(func=cmd_animate)
 
-    s = sub.add_parser("check-config", help="validate a config file against the schema")
-    s.add_argument("config")
-    s.add_argument("--schema", help="JSON schema in YAML (default: the package's, src/probes/schema/config.schema.yaml)")
+    s = sub.add_parser(
+        "check-config",
+        help="validate config files merged in order, as snakemake --configfile merges them onto config.yaml",
+    )
+    s.add_argument(
+        "files", nargs="+", metavar="FILE", help="a config, or a base then overlays, each merged onto those before it"
+    )
+    s.add_argument("--base", help="merge the files onto this config first (the workflow's: config.yaml)")
+    s.add_argument(
+        "--schema", help="JSON schema in YAML (default: the package's, src/probes/schema/config.schema.yaml)"
+    )
     s.set_defaults(func=cmd_check_config)
     return p
 

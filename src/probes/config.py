@@ -19,7 +19,6 @@ import yaml
 
 from .shapes import input_shape, point_widths, steps_per_epoch, total_steps
 
-
 SCHEMA = Path(__file__).parent / "schema" / "config.schema.yaml"  # the config's JSON schema, shipped with the package
 
 

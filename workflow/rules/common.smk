@@ -5,10 +5,19 @@ import shutil
 from pathlib import Path
 
 from probes.config import SCHEMA, Experiment, validate
+from probes.configfiles import check_names, read
 from probes.provenance import STAGE_MODULES, stage_digest
 
 
-validate(config, SCHEMA, source="workflow config")
+def config_files() -> list:
+    """The config files Snakemake merged, in its order: the Snakefile's configfile, then --configfile's."""
+    overlays = list(workflow.overwrite_configfiles)
+    return [f for f in workflow.configfiles if f not in overlays] + overlays
+
+
+CONFIG_LAYERS = [(str(f), read(f)) for f in config_files()]
+check_names(CONFIG_LAYERS)
+validate(config, SCHEMA, source=" + ".join(f for f, _ in CONFIG_LAYERS) or "workflow config")
 
 RESULTS = config["results"]
 LOGS = f"{RESULTS}/logs"
