@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from conftest import REPO
 from snakemake.common.configfile import load_configfile
 from snakemake.utils import update_config
 
+from probes.cli import parser
 from probes.configfiles import merge, read
 
 
@@ -78,3 +80,17 @@ def test_merge_is_snakemakes(tmp_path):
         update_config(theirs, load_configfile(f))
     assert merge([read(f) for f in files]) == theirs
     assert merge([{"a": {"b": [1, 2], "c": 1}}, {"a": {"b": [3]}}, {"a": None}, {"a": {"d": 2}}]) == {"a": {"d": 2}}
+
+
+def test_every_option_of_every_stage_is_documented():
+    [stages] = [a.choices for a in parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert sorted(stages) == ["aggregate", "animate", "check-config", "extract", "fit", "mnist", "plot", "train"]
+    with_settings = set()
+    for name, stage in stages.items():
+        for action in stage._actions:
+            assert action.help, f"probes {name} {action.dest}: no help"
+            if action.dest == "settings":
+                with_settings.add(name)
+                assert "workflow's" in action.help and "config.schema.yaml" in action.help, name
+                assert "snakemake -n -p" in action.help, name
+    assert with_settings == {"train", "extract", "fit"}

@@ -41,3 +41,23 @@ def test_overlays_merge_onto_the_base(work):
         work, "-n", "results/quick/mnist_convnet/probes.csv", "--configfile", str(REPO / "workflow/config/quick.yaml")
     )
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("results/figures/figure55.png", "no figure 'figure55' in the config; its figures are figure3, figure3_norms,"),
+        ("results/mlp128_axu/probes.csv", "no experiment 'mlp128_axu' in the config; its experiments are mnist_convnet,"),
+        ("results/animations/mlp128_aux.gif", "no animation 'mlp128_aux' in the config; its animations are"),
+        ("results/mnist_convnet/r0/checkpoints/step7.pt",
+         "step 7 is not a checkpoint of mnist_convnet; experiments.mnist_convnet.checkpoints schedules steps 0, 7820"),
+        ("results/mnist_convnet/r0/probes/step7/input.json", "step 7 is not a checkpoint of mnist_convnet;"),
+        ("results/mnist_convnet/r1/checkpoints/step0.pt",
+         "repeat 1 is not a repeat of mnist_convnet; its repeats are r0 (experiments.mnist_convnet.repeats = 1)"),
+    ],
+)  # fmt: skip
+def test_a_mistyped_target_is_named_with_what_there_is(work, target, message):
+    run = snakemake(work, "-n", target)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and f"ValueError: {message}" in out, out[-3000:]  # nothing scheduled
+    assert "KeyError" not in out

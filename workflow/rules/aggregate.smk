@@ -1,7 +1,7 @@
 rule aggregate:
     input:
-        probes=lambda wc: run_files(EXPERIMENTS[wc.experiment], PROBE_JSON),
-        models=lambda wc: sorted(set(run_files(EXPERIMENTS[wc.experiment], MODEL_JSON))),
+        probes=lambda wc: run_files(experiment(wc), PROBE_JSON),
+        models=lambda wc: sorted(set(run_files(experiment(wc), MODEL_JSON))),
     output:
         probes=report(
             f"{RESULTS}/{{experiment}}/probes.csv",

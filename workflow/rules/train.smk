@@ -1,6 +1,6 @@
 rule train:
     input:
-        data=dataset_files,
+        data=train_inputs,
     output:
         f"{RUN}/checkpoints/step{{step}}.pt",
     params:
