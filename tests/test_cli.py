@@ -94,3 +94,13 @@ def test_every_option_of_every_stage_is_documented():
                 assert "workflow's" in action.help and "config.schema.yaml" in action.help, name
                 assert "snakemake -n -p" in action.help, name
     assert with_settings == {"train", "extract", "fit"}
+
+
+def test_a_yaml_syntax_error_is_named_by_file_line_and_column(tmp_path):
+    (tmp_path / "bad.yaml").write_text("experiments:\n  mnist_convnet:\n    repeats: 2\n   seed: 1\n")
+    run = probes("check-config", "--base", str(REPO / "config.yaml"), "bad.yaml", cwd=tmp_path)
+    assert run.returncode == 1
+    assert run.stderr == (
+        "bad.yaml, line 4, column 4: invalid YAML: expected <block end>, but found '<block mapping start>' "
+        "(while parsing a block mapping at line 2, column 3)\n"
+    )

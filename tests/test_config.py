@@ -44,6 +44,10 @@ def test_default_config_is_valid_and_reproduces_the_paper(config):
          r"experiments\.mnist_convnet\.train\.epochs = 'ten': 'ten' is not of type 'integer'"),
         (lambda c: c["experiments"]["mnist_convnet"]["probe"].update(Cs=[]),
          r"experiments\.mnist_convnet\.probe\.Cs = \[\]: \[\] should be non-empty"),
+        (lambda c: c["experiments"]["mnist_convnet"]["probe"].update(Cs=[0.1, 1.0, 0.1]),
+         r"experiments\.mnist_convnet\.probe\.Cs = \[0\.1, 1\.0, 0\.1\]: .* has non-unique elements"),
+        (lambda c: c["experiments"]["mnist_convnet"]["probe"]["overrides"].update(logits={"Cs": [1, 1.0]}),
+         r"probe\.overrides\.logits\.Cs = \[1, 1\.0\]: .* has non-unique elements"),  # the same C twice
         (lambda c: c["experiments"]["mnist_convnet"]["probe"].update(solver="newton"),
          r"probe\.solver = 'newton': 'newton' is not one of \['lbfgs', 'sag', 'saga', 'preconditioned_lbfgs'\]"),
         (lambda c: c["experiments"]["mnist_convnet"]["probe"]["overrides"].update(logits={"tol": 0}),

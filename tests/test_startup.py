@@ -61,3 +61,24 @@ def test_a_mistyped_target_is_named_with_what_there_is(work, target, message):
     out = run.stdout + run.stderr
     assert run.returncode != 0 and f"ValueError: {message}" in out, out[-3000:]  # nothing scheduled
     assert "KeyError" not in out
+
+
+def test_a_yaml_syntax_error_in_config_yaml_is_named_by_line_and_column(work):
+    lines = (work / "config.yaml").read_text().splitlines()
+    n = lines.index("  fig3_untrained_mlp:")
+    lines[n] += " [oops"  # an unclosed list, found where the next line's key begins
+    (work / "config.yaml").write_text("\n".join(lines))
+    column = lines[n + 1].index(":") + 1
+    refused(
+        snakemake(work, "-n"),
+        f"config.yaml, line {n + 2}, column {column}: invalid YAML: expected ',' or ']', but got ':' "
+        f"(while parsing a flow sequence at line {n + 1}, column {len('  fig3_untrained_mlp: ') + 1})",
+    )
+
+
+def test_a_yaml_syntax_error_in_an_overlay_is_left_to_snakemake(work):
+    """Snakemake reads --configfile files before any of the workflow's code runs, and its message names
+    no file: the README sends the user to probes check-config (tests/test_cli.py), which names the line."""
+    (work / "bad.yaml").write_text("experiments:\n  mnist_convnet:\n    repeats: 2\n   seed: 1\n")
+    run = snakemake(work, "-n", "--configfile", str(work / "bad.yaml"))
+    assert run.returncode != 0 and "Config file is not valid JSON or YAML" in run.stdout + run.stderr

@@ -4,13 +4,16 @@
 earlier ones key by key: a mapping recursively, anything else, a list
 included, replaced whole). ``check_names`` catches what validation alone
 reports as a dozen missing keys: an overlay's misspelt experiment, figure or
-animation name.
+animation name. ``read`` names the line and column of a YAML syntax error,
+which Snakemake's own message does not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import yaml
 
 from .config import SCHEMA, ConfigError, load_yaml
 
@@ -19,8 +22,18 @@ SECTIONS = {"experiments": "experiment", "figures": "figure", "animations": "ani
 
 
 def read(path: Path | str) -> dict:
-    """One config file's settings (an empty file has none)."""
-    config = load_yaml(path)
+    """One config file's settings (an empty file has none); a YAML syntax error names its line and column."""
+    try:
+        config = load_yaml(path)
+    except yaml.MarkedYAMLError as exc:
+        mark, where = exc.problem_mark, ""
+        if exc.context and exc.context_mark:
+            where = f" ({exc.context} at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+        raise ConfigError(
+            f"{path}, line {mark.line + 1}, column {mark.column + 1}: invalid YAML: {exc.problem}{where}"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if config is None:
         return {}
     if not isinstance(config, Mapping):
