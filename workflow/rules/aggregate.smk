@@ -1,7 +1,7 @@
 rule aggregate:
     input:
-        probes=lambda wc: run_files(EXPERIMENTS[wc.experiment], PROBE_JSON),
-        models=lambda wc: sorted(set(run_files(EXPERIMENTS[wc.experiment], MODEL_JSON))),
+        probes=lambda wc: run_files(experiment(wc), PROBE_JSON),
+        models=lambda wc: sorted(set(run_files(experiment(wc), MODEL_JSON))),
     output:
         probes=report(
             f"{RESULTS}/{{experiment}}/probes.csv",
@@ -27,8 +27,8 @@ rule aggregate:
         mem_mb=500,
         runtime=10,
     shell:
-        "probes aggregate --probes {input.probes} --models {input.models}"
-        " --probes-csv {output.probes} --model-csv {output.model} > {log} 2>&1"
+        "probes aggregate --probes {input.probes:q} --models {input.models:q}"
+        " --probes-csv {output.probes:q} --model-csv {output.model:q} > {log:q} 2>&1"
 
 
 rule figure:
@@ -60,9 +60,9 @@ rule figure:
         mem_mb=1000,
         runtime=10,
     shell:
-        "probes plot --probes-csv {input} --steps {params.steps} --panels {params.panels}"
+        "probes plot --probes-csv {input:q} --steps {params.steps} --panels {params.panels}"
         " --metric {params.metric} {params.chance} {params.marks} --dpi {params.dpi}"
-        " --out {output.png} {output.pdf} > {log} 2>&1"
+        " --out {output.png:q} {output.pdf:q} > {log:q} 2>&1"
 
 
 rule animation:
@@ -91,5 +91,5 @@ rule animation:
         mem_mb=1000,
         runtime=30,
     shell:
-        "probes animate --probes-csv {input.probes} --model-csv {input.model} --metric {params.metric}"
-        " --fps {params.fps} {params.chance} {params.marks} --out {output} > {log} 2>&1"
+        "probes animate --probes-csv {input.probes:q} --model-csv {input.model:q} --metric {params.metric}"
+        " --fps {params.fps} {params.chance} {params.marks} --out {output:q} > {log:q} 2>&1"

@@ -22,6 +22,6 @@ rule probe_benchmark:
         mem_mb=16000,
         runtime=24 * 60,
     shell:
-        "python {params.script} --probe-settings {params.settings:q}"
+        "python {params.script:q} --probe-settings {params.settings:q}"
         " {params.cases} --timeout {params.timeout}"
-        " --out-of-core {params.out_of_core} --out $(dirname {output.table}) > {log} 2>&1"
+        ' --out-of-core {params.out_of_core} --out "$(dirname {output.table:q})" > {log:q} 2>&1'

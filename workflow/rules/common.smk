@@ -4,12 +4,21 @@ import shlex
 import shutil
 from pathlib import Path
 
-from probes.config import Experiment, validate
+from probes.config import SCHEMA, Experiment, validate
+from probes.configfiles import check_names, read
 from probes.external import content_digest
 from probes.provenance import STAGE_MODULES, stage_digest
 
 
-validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml", source="workflow config")
+def config_files() -> list:
+    """The config files Snakemake merged, in its order: the Snakefile's configfile, then --configfile's."""
+    overlays = list(workflow.overwrite_configfiles)
+    return [f for f in workflow.configfiles if f not in overlays] + overlays
+
+
+CONFIG_LAYERS = [(str(f), read(f)) for f in config_files()]
+check_names(CONFIG_LAYERS)
+validate(config, SCHEMA, source=" + ".join(f for f, _ in CONFIG_LAYERS) or "workflow config")
 
 RESULTS = config["results"]
 LOGS = f"{RESULTS}/logs"
@@ -44,8 +53,17 @@ def as_json(obj) -> str:
     return json.dumps(obj, sort_keys=True)
 
 
+def named(section: str, name: str):
+    """The entry ``name`` of a config section (an Experiment for ``experiments``), or a one-line error
+    listing the section's names: a target's misspelt name would otherwise be a KeyError."""
+    entries = EXPERIMENTS if section == "experiments" else config[section]
+    if name not in entries:
+        raise ValueError(f"no {section[:-1]} {name!r} in the config; its {section} are {', '.join(entries)}")
+    return entries[name]
+
+
 def experiment(wildcards) -> Experiment:
-    return EXPERIMENTS[wildcards.experiment]
+    return named("experiments", wildcards.experiment)
 
 
 def dataset_files(wildcards) -> list:
@@ -121,11 +139,29 @@ def previous_probe_weights(wildcards) -> list[str]:
 
 
 def figure_spec(wildcards) -> dict:
-    return config["figures"][wildcards.figure]
+    return named("figures", wildcards.figure)
 
 
 def animation_spec(wildcards) -> dict:
-    return config["animations"][wildcards.animation]
+    return named("animations", wildcards.animation)
+
+
+def train_inputs(wildcards) -> list:
+    """A training job's inputs (its dataset's files), for a checkpoint the experiment's schedule has:
+    any other step or repeat is a mistyped target, refused rather than trained."""
+    exp = experiment(wildcards)
+    if int(wildcards.repeat) not in exp.repeats:
+        last = "" if len(exp.repeats) == 1 else f" to r{exp.repeats[-1]}"
+        raise ValueError(
+            f"repeat {int(wildcards.repeat)} is not a repeat of {exp.name}; its repeats are r0{last} "
+            f"(experiments.{exp.name}.repeats = {len(exp.repeats)})"
+        )
+    if int(wildcards.step) not in exp.steps:
+        raise ValueError(
+            f"step {int(wildcards.step)} is not a checkpoint of {exp.name}; experiments.{exp.name}.checkpoints "
+            f"schedules steps {', '.join(map(str, exp.steps))}"
+        )
+    return dataset_files(wildcards)
 
 
 def plot_marks(spec: dict) -> str:
@@ -169,7 +205,7 @@ def benchmark_cases() -> list[tuple[str, str, str]]:
     """(name, activation file, point) of every case, from the experiments in the config."""
     cases = []
     for name, exp_name, which, point in BENCHMARK_CASES:
-        exp = EXPERIMENTS[exp_name]
+        exp = named("experiments", exp_name)
         step = exp.steps[0] if which == "first" else exp.steps[-1]
         cases.append((name, f"{RESULTS}/{exp_name}/r0/activations/step{step}.h5", point))
     return cases

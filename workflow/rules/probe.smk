@@ -8,7 +8,7 @@ rule probe:
     params:
         settings=probe_settings,
         code=CODE["probe"],
-        warm=lambda wildcards, input: f"--warm-start {input.previous}" if input.previous else "",
+        warm=lambda wildcards, input: f"--warm-start {shlex.quote(input.previous[0])}" if input.previous else "",
     log:
         f"{LOGS}/probe/{{experiment}}/r{{repeat}}/step{{step}}/{{job}}.log",
     benchmark:
@@ -21,5 +21,5 @@ rule probe:
         mem_mb=lambda wc: max(experiment(wc).probe_mem_mb(p) for p in job_points(wc)),
         runtime=lambda wc: sum(10 + experiment(wc).widths[p] // 100 for p in job_points(wc)),
     shell:
-        "probes fit --settings {params.settings:q} --activations {input.activations} {params.warm}"
-        " --out-json {output.json} --out-weights {output.weights} --threads {threads} > {log} 2>&1"
+        "probes fit --settings {params.settings:q} --activations {input.activations:q} {params.warm}"
+        " --out-json {output.json:q} --out-weights {output.weights:q} --threads {threads} > {log:q} 2>&1"

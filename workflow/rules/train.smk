@@ -1,6 +1,6 @@
 rule train:
     input:
-        data=dataset_files,
+        data=train_inputs,
     output:
         f"{RUN}/checkpoints/step{{step}}.pt",
     params:
@@ -22,6 +22,6 @@ rule train:
         # so changing it reruns nothing; also --set-resources train:snapshot_seconds=N)
         snapshot_seconds=SNAPSHOT_SECONDS,
     shell:
-        "probes train --settings {params.settings:q} --data-dir {params.data_dir} --step {wildcards.step}"
-        " --resume-dir $(dirname {output}) --snapshot-seconds {resources.snapshot_seconds}"
-        " --out {output} --threads {threads} --device {DEVICE} > {log} 2>&1"
+        "probes train --settings {params.settings:q} --data-dir {params.data_dir:q} --step {wildcards.step}"
+        ' --resume-dir "$(dirname {output:q})" --snapshot-seconds {resources.snapshot_seconds}'
+        " --out {output:q} --threads {threads} --device {DEVICE} > {log:q} 2>&1"
