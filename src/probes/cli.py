@@ -284,7 +284,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--snakefile", default="Snakefile", help="the workflow's Snakefile (default: ./Snakefile)")
     s.add_argument("--directory", default=".", help="the working directory snakemake runs in")
     s.add_argument("--interval", type=float, default=30.0, help="seconds between polls")
-    s.add_argument("--cores", type=int, default=2)
+    s.add_argument("--cores", type=int, default=2, help="snakemake --cores for each run")
     s.add_argument("--idle-exit", type=float, help="stop after this many seconds without a new checkpoint "
                    "(default: run until interrupted)")  # fmt: skip
     s.set_defaults(func=cmd_watch)
