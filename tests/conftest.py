@@ -17,6 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path(os.environ.get("PROBES_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
 
 
+def pytest_collection_modifyitems(items):
+    """Every test of the completed tiny run is slow (the run takes minutes): ``-m "not slow"`` skips it."""
+    for item in items:
+        if "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 def mnist_source() -> Path | None:
     """The local MNIST directory tests may use, if it exists."""
     return SHARED_MNIST if SHARED_MNIST.is_dir() else None

@@ -89,6 +89,7 @@ def test_html_report_holds_figure_tables_and_captions(tiny_run):
         assert text in html
 
 
+@pytest.mark.slow
 def test_dense_checkpoints_train_in_order_and_chain_warm_started_probes(tmp_path):
     """The videos' setting in miniature: six checkpoints, one core, warm starts. Each training job
     resumes from the checkpoint just before it (trained first), each probe job after the first
