@@ -1,6 +1,8 @@
 # probes: linear classifier probes over training (Alain & Bengio, 2016).
-# Run:  snakemake --cores 2            (settings in config.yaml)
+# Run:  snakemake --cores 2                                         (the paper: config.yaml)
+#       snakemake --cores 2 --configfile workflow/config/tiny.yaml  (a tiny version of every experiment)
 # Each stage's rules live in workflow/rules/; each calls the `probes` CLI in src/.
+import os
 from pathlib import Path
 
 from snakemake.utils import min_version
@@ -13,13 +15,34 @@ min_version("8.0")
 report: "workflow/report/workflow.rst"
 
 
-# a YAML syntax error in config.yaml named by line and column (Snakemake's own message names neither);
-# --configfile files are read by Snakemake before this file: `probes check-config` names theirs
-if Path("config.yaml").exists():
-    read_config("config.yaml")
+# config.yaml is the configuration only when no --configfile is given: a config file named on
+# the command line (or in a profile) is the whole configuration, not an overlay onto the paper's.
+# An overlay (workflow/config/quick.yaml, videos.yaml) is named after the file it changes:
+#   snakemake --cores 2 --configfile config.yaml workflow/config/quick.yaml
+if not workflow.overwrite_configfiles:
+    # a YAML syntax error in config.yaml named by line and column (Snakemake's own message names neither);
+    # --configfile files are read by Snakemake before this file: `probes check-config` names theirs
+    if Path("config.yaml").exists():
+        read_config("config.yaml")
+
+    configfile: "config.yaml"
 
 
-configfile: "config.yaml"
+if workflow.overwrite_configfiles:
+    from probes.config import SCHEMA, load_yaml
+
+    _missing = [key for key in load_yaml(SCHEMA)["required"] if key not in config]
+    if _missing:
+        _here = os.path.abspath(os.curdir)
+        _named = " ".join(
+            os.path.relpath(f) if os.path.abspath(f).startswith(_here + os.sep) else str(f)
+            for f in workflow.overwrite_configfiles
+        )
+        raise WorkflowError(
+            f"{_named}: not a whole configuration (no {', '.join(_missing)}). A file given with --configfile "
+            f"replaces config.yaml; to apply an overlay onto config.yaml, name config.yaml first: "
+            f"--configfile config.yaml {_named}"
+        )
 
 
 include: "workflow/rules/common.smk"

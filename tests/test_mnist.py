@@ -78,7 +78,7 @@ def test_acquire_from_local_gz_directory(mnist_dir, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     for name in mnist.FILES:
-        with open(mnist_dir / name, "rb") as fin, gzip.open(src / f"{name}.gz", "wb") as fout:
+        with open(mnist_dir / name, "rb") as fin, gzip.open(src / f"{name}.gz", "wb", compresslevel=1) as fout:
             shutil.copyfileobj(fin, fout)
     paths = mnist.acquire(tmp_path / "out", local_dir=src, npm_package=None, mirrors=[])
     assert [p.name for p in paths] == list(mnist.FILES)

@@ -14,7 +14,7 @@ def spaced_config() -> dict:
     """The tiny config cut to two quick experiments that between them run every default rule:
     the data rule (from ``mnist.local_dir``), training, extraction, warm-started probes,
     tables, a figure and an animation."""
-    config = yaml.safe_load((REPO / "tests/data/config_tiny.yaml").read_text())
+    config = yaml.safe_load((REPO / "workflow/config/tiny.yaml").read_text())
     untrained, plain = config["experiments"]["tiny_untrained_mlp"], config["experiments"]["tiny_mlp_plain"]
     untrained.update(repeats=1)
     untrained["probe"].update(points_per_job=5)  # one job per experiment and checkpoint: 17 jobs in all

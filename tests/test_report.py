@@ -45,7 +45,7 @@ def settings(tree: nodes.document) -> dict[str, str]:
     return {row[0].astext(): row[1].astext() for row in list(table.findall(nodes.row))[1:]}
 
 
-@pytest.mark.parametrize("config_file", ["tests/data/config_tiny.yaml", "config.yaml"])
+@pytest.mark.parametrize("config_file", ["workflow/config/tiny.yaml", "config.yaml"])
 def test_the_landing_page_lists_exactly_the_configured_experiments_figures_and_animations(config_file):
     config = load(config_file)
     files = [SimpleNamespace(target=f"{name}.png", path=f"results/figures/{name}.png") for name in config["figures"]]
@@ -79,13 +79,13 @@ def test_the_landing_page_lists_exactly_the_configured_experiments_figures_and_a
 
 
 def test_a_run_without_figures_or_animations_says_so():
-    config = {**load("tests/data/config_tiny.yaml"), "figures": {}, "animations": {}}
+    config = {**load("workflow/config/tiny.yaml"), "figures": {}, "animations": {}}
     text = doctree(render("workflow.rst", config)).astext()
     assert "No figures configured" in text and "No animations configured" in text
 
 
 def test_captions_say_how_the_experiment_was_trained_and_probed_in_a_table():
-    tiny = load("tests/data/config_tiny.yaml")
+    tiny = load("workflow/config/tiny.yaml")
     trained = doctree(render("plot.rst", tiny, figure="figure5_tiny"))
     table = settings(trained)
     assert table["training"] == "1 epoch of 32 minibatches of 64, optimizer sgd, lr 0.01 (x0.95 each epoch), " \

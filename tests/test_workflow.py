@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from conftest import REPO, mnist_source, snakemake
+from conftest import snakemake, tiny_config
 
 
 def test_every_output_exists_with_sane_values(tiny_run):
@@ -91,17 +91,16 @@ def test_html_report_holds_figure_tables_and_captions(tiny_run):
         assert text in html, text
 
 
+@pytest.mark.slow
 def test_dense_checkpoints_train_in_order_and_chain_warm_started_probes(tmp_path):
     """The videos' setting in miniature: six checkpoints, one core, warm starts. Each training job
     resumes from the checkpoint just before it (trained first), each probe job after the first
     starts from the previous checkpoint's, and the unchanged input's probe is reused."""
-    config = yaml.safe_load((REPO / "tests/data/config_tiny.yaml").read_text())
+    config = tiny_config()
     exp = config["experiments"]["tiny_mlp_aux"]
     exp.update(checkpoints={"every_steps": 4}, points=["input", "layer3"])
     exp["probe"].update(warm_start=True, points_per_job=1)
-    source = mnist_source()
     config.update(experiments={"tiny_mlp_aux": exp}, figures={}, animations={}, keep_activations=False)
-    config["mnist"]["local_dir"] = str(source) if source else None
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(tmp_path, "--cores", "1")
     assert run.returncode == 0, run.stderr[-3000:]

@@ -1,4 +1,4 @@
-# The probe-fitting benchmark (README, "Performance"): not part of the default target.
+# The probe-fitting benchmark (docs/performance.md, "Probe-fitting benchmark"): not part of the default target.
 # Run:  snakemake --cores 2 probe_benchmark   (hours: each baseline may run up to 30 minutes a layer)
 rule probe_benchmark:
     input:
