@@ -186,7 +186,7 @@ def test_full_tmpfs_during_extraction_is_reported_and_leaves_no_file(tmp_path, m
                                  "--data-dir", str(mnist_dir), "--out", str(out), "--metrics-out", str(disk / "m.json")),
                              capture_output=True, text=True, timeout=300)  # fmt: skip
         assert run.returncode == 1, run.stderr[-2000:]  # an error exit, not a crash
-        assert f"DiskFullError: [Errno 28] {out}: disk full (or over quota) while writing it" in run.stderr
+        assert f"ERROR probes: [Errno 28] {out}: disk full (or over quota) while writing it" in run.stderr
         assert list(disk.iterdir()) == []
     finally:
         subprocess.run(["umount", str(disk)], check=True)

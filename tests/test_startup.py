@@ -31,14 +31,15 @@ def test_a_misspelt_experiment_in_an_overlay_is_named(work):
     overlay.write_text((REPO / "workflow/config/quick.yaml").read_text().replace("  mlp128_aux:", "  mlp128_axu:"))
     known = ", ".join(sorted(yaml.safe_load((REPO / "config.yaml").read_text())["experiments"]))
     refused(
-        snakemake(work, "-n", "--configfile", str(overlay)),
+        snakemake(work, "-n", "--configfile", str(work / "config.yaml"), str(overlay)),
         f"{overlay}: unknown experiment 'mlp128_axu'; known: {known}",
     )
 
 
 def test_overlays_merge_onto_the_base(work):
     run = snakemake(
-        work, "-n", "results/quick/mnist_convnet/probes.csv", "--configfile", str(REPO / "workflow/config/quick.yaml")
+        work, "-n", "results/quick/mnist_convnet/probes.csv", "--configfile", str(work / "config.yaml"),
+        str(REPO / "workflow/config/quick.yaml"),
     )
     assert run.returncode == 0, run.stderr[-3000:]
 
