@@ -221,15 +221,65 @@ def test_killed_workflow_is_locked_against_a_second_and_reruns_to_the_same_resul
     assert not (tmp_path / targets[0]).exists()
     stale = snakemake(tmp_path, "--cores", "2", "--rerun-incomplete", *targets)  # the killed run's lock stays
     assert stale.returncode != 0 and "Directory cannot be locked" in stale.stderr, stale.stderr[-2000:]
-    assert snakemake(tmp_path, "--unlock", *targets).returncode == 0
-    rerun = snakemake(tmp_path, "--cores", "2", *targets)  # the same command again
-    if rerun.returncode != 0:  # only if killed between a job's output and Snakemake's note that it is complete
-        assert "IncompleteFilesException" in rerun.stderr, rerun.stderr[-3000:]
-        rerun = snakemake(tmp_path, "--cores", "2", "--rerun-incomplete", *targets)
+    assert snakemake(tmp_path, "--unlock", *targets).returncode == 0  # README's recovery (no job outlived the
+    rerun = snakemake(tmp_path, "--cores", "2", "--rerun-incomplete", *targets)  # group: nothing to wait for)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     for table, drop in (("probes.csv", {"fit_seconds"}), ("model.csv", set())):
         got = read_rows(tmp_path / "results/tiny_mlp_plain" / table, drop)
         assert got == read_rows(done / "results/tiny_mlp_plain" / table, drop), table
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of a process group."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def test_killed_snakemake_alone_recovers_as_the_readme_says(tiny_run, tmp_path):
+    """SIGKILL of the Snakemake process only (its jobs run on, orphaned, and finish their outputs),
+    then README's "When things go wrong" to the letter: wait for those jobs to end, ``--unlock``,
+    rerun with ``--rerun-incomplete``; on the way, the two refusals the README describes."""
+    done, config = tiny_run
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    targets = ["results/tiny_mlp_plain/probes.csv", "results/tiny_mlp_plain/model.csv"]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path)]
+    probes = tmp_path / "results/tiny_mlp_plain/r0/probes"
+    probe_logs = tmp_path / "results/logs/probe/tiny_mlp_plain"
+    with open(tmp_path / "killed.log", "w") as out:
+        proc = subprocess.Popen([*cmd, "--cores", "2", *targets], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+    deadline = time.time() + 600
+    while not (probe_logs.exists() and any(probe_logs.rglob("*.log"))):  # a probe job running
+        assert proc.poll() is None and time.time() < deadline, (tmp_path / "killed.log").read_text()[-3000:]
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)  # Snakemake alone, as kill -9 <pid> or the OOM killer does
+    assert proc.wait() == -signal.SIGKILL
+    assert group_members(proc.pid), "no job outlived Snakemake"
+    while group_members(proc.pid):  # 1. wait for the killed run's jobs to end
+        assert time.time() < deadline, "orphaned jobs still running"
+        time.sleep(0.1)
+    assert list(probes.rglob("*.json")), "the orphaned probe job left no output"
+    assert not (tmp_path / targets[0]).exists()
+
+    same = snakemake(tmp_path, "--cores", "2", *targets)  # what the README says the same command meets
+    assert same.returncode != 0 and "IncompleteFilesException" in same.stdout + same.stderr, same.stderr[-3000:]
+    incomplete = snakemake(tmp_path, "--cores", "2", "--rerun-incomplete", *targets)
+    assert incomplete.returncode != 0 and "Directory cannot be locked" in incomplete.stdout + incomplete.stderr
+
+    assert snakemake(tmp_path, "--unlock", *targets).returncode == 0  # 2. remove the dead run's lock
+    rerun = snakemake(tmp_path, "--cores", "2", "--rerun-incomplete", *targets)  # 3. rerun, remaking them
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    for table, drop in (("probes.csv", {"fit_seconds"}), ("model.csv", set())):
+        got = read_rows(tmp_path / "results/tiny_mlp_plain" / table, drop)
+        assert got == read_rows(done / "results/tiny_mlp_plain" / table, drop), table
+    assert not list(tmp_path.rglob("*.part*"))
 
 
 def test_bad_config_is_refused_before_any_job_runs(tiny_run, tmp_path):
