@@ -1,5 +1,6 @@
-"""Shared fixtures: real MNIST files (from the shared copy when present, else npm), and one
-completed run of the workflow on the tiny config, shared by the workflow and staleness tests."""
+"""Shared fixtures: real MNIST files (from the shared copy when present, else npm) in a data
+directory, and one completed run of the workflow on the tiny config, shared by the workflow and
+staleness tests."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from probes import mnist
+from probes.datasets import mnist
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path(os.environ.get("PROBES_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
@@ -23,11 +24,17 @@ def mnist_source() -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def mnist_dir(tmp_path_factory) -> Path:
-    """A directory with the four verified, decompressed MNIST files."""
-    out = tmp_path_factory.mktemp("mnist")
-    mnist.acquire(out, local_dir=mnist_source(), mirrors=[])
+def data_dir(tmp_path_factory) -> Path:
+    """A data directory (``data_dir``) whose ``mnist/`` holds the four verified, decompressed MNIST files."""
+    out = tmp_path_factory.mktemp("data")
+    mnist.DOWNLOAD.acquire(out / "mnist", {"local_dir": mnist_source(), "mirrors": []})
     return out
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(data_dir) -> Path:
+    """The directory of the four MNIST files."""
+    return data_dir / "mnist"
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -42,7 +49,7 @@ def tiny_run(tmp_path_factory) -> tuple[Path, dict]:
     work = tmp_path_factory.mktemp("tiny")
     config = yaml.safe_load((REPO / "tests/data/config_tiny.yaml").read_text())
     source = mnist_source()
-    config["mnist"]["local_dir"] = str(source) if source else None
+    config["data"]["mnist"]["local_dir"] = str(source) if source else None
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(work, "--cores", "2")
     assert run.returncode == 0, run.stderr[-3000:]

@@ -99,7 +99,7 @@ def test_dense_checkpoints_train_in_order_and_chain_warm_started_probes(tmp_path
     exp["probe"].update(warm_start=True, points_per_job=1)
     source = mnist_source()
     config.update(experiments={"tiny_mlp_aux": exp}, figures={}, animations={}, keep_activations=False)
-    config["mnist"]["local_dir"] = str(source) if source else None
+    config["data"]["mnist"]["local_dir"] = str(source) if source else None
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(tmp_path, "--cores", "1")
     assert run.returncode == 0, run.stderr[-3000:]
