@@ -1,19 +1,24 @@
-"""The dataset registry: a dataset's reader on files the tests write, MNIST and gaussian_separable
-unchanged, the schema in step with the registry."""
+"""The dataset registry: every dataset's reader on files the tests write, the real Fashion-MNIST,
+translated MNIST, MNIST and gaussian_separable unchanged, and the workflow planning a dataset's
+fetch job."""
 
 from __future__ import annotations
 
 import copy
+import gzip
 import hashlib
+import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+import yaml
+from conftest import REPO, SHARED_FASHION_MNIST, snakemake
 
 from probes import datasets
 from probes.config import ConfigError, load_yaml, validate
-from probes.datasets import DatasetError, load_splits, mnist
+from probes.datasets import DatasetError, fashion_mnist, idx, load_splits, translated_mnist
 from probes.files import fingerprint
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -112,8 +117,8 @@ def small_idx(directory: Path, monkeypatch, download, n_train: int = 40, n_test:
 
 
 def test_an_idx_dataset_reads_its_verified_files_into_the_mnist_split(tmp_path, monkeypatch):
-    a = small_idx(tmp_path / "mnist", monkeypatch, mnist.DOWNLOAD)
-    settings = {"name": "mnist", "n_train": 25, "n_val": 10, "n_test": 12, "split_seed": 4}
+    a = small_idx(tmp_path / "fashion_mnist", monkeypatch, fashion_mnist.DOWNLOAD)
+    settings = {"name": "fashion_mnist", "n_train": 25, "n_val": 10, "n_test": 12, "split_seed": 4}
     s = load_splits(settings, tmp_path)
     order = np.random.default_rng(4).permutation(40)
     images, labels = a["train-images-idx3-ubyte"], a["train-labels-idx1-ubyte"]
@@ -124,12 +129,83 @@ def test_an_idx_dataset_reads_its_verified_files_into_the_mnist_split(tmp_path, 
     assert datasets.input_shape(settings) == (1, 28, 28) and datasets.classes(settings) == 10
     assert [(p.splits, p.size) for p in datasets.sizes(settings)] == [(("train", "val"), 60000), (("test",), 10000)]
     # a file changed after it was fetched is refused at every read, naming it and both digests
-    labels_file = tmp_path / "mnist" / "t10k-labels-idx1-ubyte"
+    labels_file = tmp_path / "fashion_mnist" / "t10k-labels-idx1-ubyte"
     labels_file.write_bytes(labels_file.read_bytes()[:-1] + b"\x09")
     got = hashlib.md5(labels_file.read_bytes()).hexdigest()
-    expected = mnist.DOWNLOAD.md5[labels_file.name]
+    expected = fashion_mnist.DOWNLOAD.md5[labels_file.name]
     with pytest.raises(DatasetError, match=rf"{labels_file}: MD5 {got} does not match {expected} expected"):
         load_splits(settings, tmp_path)
+
+
+def test_fashion_mnist_comes_from_a_debian_package_directory_after_a_bad_local_copy(tmp_path, monkeypatch, caplog):
+    a = small_idx(tmp_path / "made", monkeypatch, fashion_mnist.DOWNLOAD)
+    debian = tmp_path / "usr/share/datasets/fashion-mnist"
+    debian.mkdir(parents=True)
+    for name in a:  # as the package ships them: gzip-compressed
+        with open(tmp_path / "made" / name, "rb") as fin, gzip.open(debian / f"{name}.gz", "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "train-labels-idx1-ubyte").write_bytes(b"not these")
+    caplog.set_level(logging.INFO)
+    paths = fashion_mnist.DOWNLOAD.acquire(
+        tmp_path / "out", {"local_dir": str(local), "debian_dir": str(debian), "mirrors": []}
+    )
+    assert [p.read_bytes() for p in paths] == [(tmp_path / "made" / n).read_bytes() for n in a]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(f"train-labels-idx1-ubyte from local directory {local} has MD5" in m for m in warned), warned
+    assert any(f"t10k-images-idx3-ubyte: not taken from local directory {local}" in m for m in warned), warned
+    assert f"train-images-idx3-ubyte from Debian package directory {debian}" in caplog.text
+    # no package installed, no other source: the error says so for each file
+    with pytest.raises(
+        DatasetError, match=rf"Debian package directory {tmp_path / 'none'}: not there \(package not installed\)"
+    ):
+        fashion_mnist.DOWNLOAD.acquire(tmp_path / "out2", {"debian_dir": str(tmp_path / "none"), "mirrors": []})
+    assert not list((tmp_path / "out2").iterdir())
+
+
+def test_the_real_fashion_mnist(tmp_path):
+    if not SHARED_FASHION_MNIST.is_dir():
+        pytest.skip(f"no Fashion-MNIST copy at {SHARED_FASHION_MNIST} (set PROBES_FASHION_MNIST_DIR)")
+    listed = dict(line.split()[::-1] for line in (SHARED_FASHION_MNIST / "MD5SUMS.txt").read_text().splitlines())
+    assert listed == fashion_mnist.DOWNLOAD.md5  # the registry's digests are those of the published files
+    fashion_mnist.DOWNLOAD.acquire(tmp_path / "fashion_mnist", {"local_dir": str(SHARED_FASHION_MNIST), "mirrors": []})
+    images, labels = idx.load(fashion_mnist.DOWNLOAD, tmp_path / "fashion_mnist", "train")
+    assert images.shape == (60000, 28, 28) and np.bincount(labels).tolist() == [6000] * 10
+    settings = {"name": "fashion_mnist", "n_train": 5000, "n_val": 1000, "n_test": 10000, "split_seed": 0}
+    s = load_splits(settings, tmp_path)
+    assert [s[k][0].shape for k in SPLITS] == [(5000, 1, 28, 28), (1000, 1, 28, 28), (10000, 1, 28, 28)]
+    assert -0.5 <= s["train"][0].min() and s["train"][0].max() <= 0.5 and set(np.unique(s["test"][1])) == set(range(10))
+
+
+# -- translated MNIST --------------------------------------------------------------------------------
+def ink(images: np.ndarray) -> np.ndarray:
+    """Each image's pixel values, back in 0..255, summed."""
+    return np.rint((images + 0.5) * 255).sum(axis=(1, 2))
+
+
+def test_translated_mnist_places_each_whole_digit_at_its_rows_seeded_offset(data_dir):
+    settings = {"name": "translated_mnist", "n_train": 3000, "n_val": 500, "n_test": 400, "split_seed": 2}
+    t = load_splits(settings, data_dir)
+    m = load_splits({**settings, "name": "mnist"}, data_dir)
+    assert datasets.input_shape(settings) == (1, 40, 40) and t["train"][0].shape == (3000, 1, 40, 40)
+    assert_same_splits(t, load_splits(settings, data_dir))  # deterministic
+    for split in SPLITS:
+        np.testing.assert_array_equal(t[split][1], m[split][1])  # MNIST's split, MNIST's labels
+        digits, canvases = m[split][0][:, 0], t[split][0][:, 0]
+        # nothing cropped: each canvas holds all of its digit's ink, and nothing else
+        np.testing.assert_array_equal(ink(canvases), ink(digits))
+    # the test split is the first rows of the test file; each row's window at its offset is its digit
+    at = translated_mnist.offsets(2, "t10k", 10000)
+    for i in range(400):
+        (dy, dx) = at[i]
+        np.testing.assert_array_equal(t["test"][0][i, 0, dy : dy + 28, dx : dx + 28], m["test"][0][i, 0])
+    assert at.min() == 0 and at.max() == 12 and len({tuple(o) for o in at[:400]}) > 100
+    # a row's offset depends on split_seed and the row alone: not on the sizes asked for
+    fewer = load_splits({**settings, "n_train": 10, "n_val": 10, "n_test": 50}, data_dir)
+    np.testing.assert_array_equal(fewer["test"][0], t["test"][0][:50])
+    other = load_splits({**settings, "split_seed": 3, "n_train": 10, "n_val": 10}, data_dir)
+    assert not np.array_equal(other["test"][0], t["test"][0])
 
 
 # -- the registry, the schema and the workflow -------------------------------------------------------
@@ -150,3 +226,22 @@ def test_an_old_mnist_sources_key_is_refused_naming_its_new_place(config):
     config["mnist"] = config.pop("data")["mnist"]
     with pytest.raises(ConfigError, match="mnist: the MNIST sources moved to data.mnist"):
         validate(config, SCHEMA)
+
+
+def test_a_fashion_mnist_experiment_plans_its_fetch_job(tmp_path):
+    config = yaml.safe_load((REPO / "tests/data/config_tiny.yaml").read_text())
+    exp = config["experiments"]["tiny_mlp_plain"]
+    config["experiments"] = {
+        "tiny_fashion": {**exp, "dataset": {**exp["dataset"], "name": "fashion_mnist"}},
+    }
+    config.update(figures={}, animations={})
+    config["data"]["fashion_mnist"] = {"local_dir": "nowhere", "mirrors": []}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    jobs = dict(line.split()[:2] for line in run.stdout.splitlines() if line.strip() and line.split()[-1].isdigit()
+                and not line.startswith(("total", "Job", "----")))  # fmt: skip
+    assert jobs.get("fetch_fashion_mnist") == "1" and "fetch_mnist" not in jobs, run.stdout
+    plan = snakemake(tmp_path, "-n", "-p").stdout
+    assert "probes fetch fashion_mnist --out data/fashion_mnist" in plan and '"local_dir": "nowhere"' in plan
+    assert "input: data/fashion_mnist/train-images-idx3-ubyte, data/fashion_mnist/train-labels-idx1-ubyte" in plan

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import gaussian_separable, mnist
+from . import fashion_mnist, gaussian_separable, mnist, translated_mnist
 from .acquire import Download
 from .base import SPLITS, Dataset, DatasetError, Pool, Splits
 
@@ -19,6 +19,8 @@ __all__ = ["DATASETS", "DOWNLOADS", "SPLITS", "Dataset", "DatasetError", "Pool",
 
 DATASETS: dict[str, Dataset] = {
     "mnist": mnist.DATASET,
+    "fashion_mnist": fashion_mnist.DATASET,
+    "translated_mnist": translated_mnist.DATASET,
     "gaussian_separable": gaussian_separable.DATASET,
 }
 DOWNLOADS: dict[str, Download] = {d.name: d for ds in DATASETS.values() for d in ds.downloads}
