@@ -1,6 +1,6 @@
 """The dataset registry: every dataset's reader on files the tests write, the real Fashion-MNIST,
-translated MNIST, MNIST and gaussian_separable unchanged, and the workflow planning a dataset's
-fetch job."""
+translated MNIST, user arrays and their errors, MNIST and gaussian_separable unchanged, and the
+workflow planning a dataset's fetch job."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import yaml
@@ -208,6 +209,110 @@ def test_translated_mnist_places_each_whole_digit_at_its_rows_seeded_offset(data
     assert not np.array_equal(other["test"][0], t["test"][0])
 
 
+# -- user arrays -------------------------------------------------------------------------------------
+def arrays_settings(**kw) -> dict:
+    return {"name": "arrays", "n_train": 6, "n_val": 3, "n_test": 3, "split_seed": 0, **kw}
+
+
+def test_arrays_per_split_npz_and_one_hdf5_file_with_any_integer_labels(tmp_path):
+    rng = np.random.default_rng(1)
+    data = {s: (rng.standard_normal((n, 2, 3)), rng.choice([3, 7, 42], n)) for s, n in zip(SPLITS, (8, 4, 5))}
+    data["val"][1][:] = 7  # labels need not occur in every split
+    data["test"][1][0] = -5  # nor in the training split: the classes are every file's
+    files = {}
+    for s, (x, y) in data.items():
+        files[s] = str(tmp_path / f"{s}.npz")
+        np.savez(files[s], inputs=x, labels=y.astype(np.int16))
+    settings = arrays_settings(files=files, x="inputs", y="labels")
+    assert datasets.input_shape(settings) == (2, 3) and datasets.classes(settings) == 4
+    assert [(p.splits, p.size) for p in datasets.sizes(settings)] == [(("train",), 8), (("val",), 4), (("test",), 5)]
+    assert (
+        datasets.user_files(settings) == [Path(files[s]) for s in SPLITS]
+        and datasets.fetched_files(settings, "data") == []
+    )
+    splits = load_splits(settings, tmp_path)
+    values = [-5, 3, 7, 42]  # class i is the i-th smallest label value, in every split
+    for s in SPLITS:
+        x, y = splits[s]
+        n = settings[f"n_{s}"]
+        assert x.dtype == np.float32 and y.dtype == np.int64
+        np.testing.assert_array_equal(x, data[s][0][:n].astype(np.float32))
+        np.testing.assert_array_equal(np.array(values)[y], data[s][1][:n])
+    # one HDF5 file, split by a seeded permutation
+    x, y = rng.standard_normal((30, 5)), rng.choice([3, 7, 42], 30)
+    with h5py.File(tmp_path / "all.h5", "w") as f:
+        f["group/x"], f["y"] = x, y
+    one = arrays_settings(file=str(tmp_path / "all.h5"), x="group/x")
+    assert datasets.input_shape(one) == (5,) and datasets.classes(one) == 3
+    a, b = load_splits(one, tmp_path), load_splits(one, tmp_path)
+    assert_same_splits(a, b)
+    order = np.random.default_rng(0).permutation(30)
+    np.testing.assert_array_equal(a["val"][0], x[order[6:9]].astype(np.float32))
+    np.testing.assert_array_equal(np.array([3, 7, 42])[a["test"][1]], y[order[9:12]])
+    assert not np.array_equal(load_splits({**one, "split_seed": 1}, tmp_path)["train"][0], a["train"][0])
+    with pytest.raises(DatasetError, match=r"n_train \+ n_val \+ n_test = 33 exceeds the 30 rows of .*all.h5"):
+        load_splits({**one, "n_train": 27}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x": np.zeros(10), "y": np.zeros(10, int)}, r"inputs 'x' have shape \(10,\); expected \(rows, \.\.\.\)"),
+        ({"x": np.zeros((10, 3)), "y": np.zeros((10, 1), int)}, r"labels 'y' have shape \(10, 1\); expected \(rows,\)"),
+        ({"x": np.zeros((10, 3)), "y": np.arange(10) / 2}, r"labels 'y' are float64; expected integers"),
+        ({"x": np.zeros((10, 3)), "y": np.zeros(9, int)}, r"10 rows of inputs 'x' but 9 labels 'y'; expected one label per row"),
+        ({"x": np.zeros((10, 4)), "y": np.zeros(10, int)}, r"inputs 'x' are examples of shape \(4,\), but .*train.* are \(3,\)"),
+        ({"inputs": np.zeros((10, 3)), "y": np.zeros(10, int)}, r"no array 'x'; it has \['inputs', 'y'\]"),
+    ],
+)  # fmt: skip
+def test_bad_arrays_are_refused_at_start_up_naming_the_file(tmp_path, arrays, message):
+    good = {"x": np.zeros((10, 3)), "y": np.arange(10)}
+    files = {}
+    for s in SPLITS:  # the validation file is the bad one, in either format
+        files[s] = tmp_path / f"{s}.{'h5' if s == 'test' else 'npz'}"
+        if s == "test":
+            with h5py.File(files[s], "w") as f:
+                for k, v in good.items():
+                    f[k] = v
+        else:
+            np.savez(files[s], **(arrays if s == "val" else good))
+    config = load_yaml(REPO / "tests/data/config_tiny.yaml")
+    exp = config["experiments"]["tiny_untrained_mlp"]
+    exp["dataset"] = arrays_settings(files={s: str(p) for s, p in files.items()}, n_train=5)
+    exp["model"]["kwargs"].update(n_in=3, n_classes=10)
+    config.update(results=str(tmp_path / "results"), experiments={"tiny_untrained_mlp": exp}, figures={}, animations={})
+    with pytest.raises(ConfigError, match=rf"experiments\.tiny_untrained_mlp\.dataset: {files['val']}: {message}"):
+        validate(config, SCHEMA)
+    with pytest.raises(DatasetError, match=rf"{files['val']}: {message}"):
+        load_splits(exp["dataset"], tmp_path)  # a job checks again, on the data it reads
+    assert not (tmp_path / "results").exists()
+
+
+def test_an_arrays_experiment_is_checked_against_its_files_classes_and_rows(tmp_path, config):
+    np.savez(tmp_path / "d.npz", x=np.zeros((50, 4), np.float32), y=np.repeat([3, 7, 42, 1, 0], 10))
+    spec = config["experiments"]["fig3_untrained_mlp"]
+    spec["dataset"] = arrays_settings(file=str(tmp_path / "d.npz"), n_train=20, n_val=10, n_test=10)
+    spec["model"] = {**spec["model"], "kwargs": {**spec["model"]["kwargs"], "n_in": 4, "n_classes": 5}}
+    spec["train"] = {**spec["train"], "epochs": 1}
+    config.update(
+        results=str(tmp_path / "results"), experiments={"fig3_untrained_mlp": spec}, figures={}, animations={}
+    )
+    validate(config, SCHEMA)
+    spec["model"]["kwargs"]["n_classes"] = 2
+    with pytest.raises(ConfigError, match=r"output has shape \[2\] for one input, but dataset 'arrays' has 5 classes"):
+        validate(config, SCHEMA)
+    spec["model"]["kwargs"]["n_classes"] = 5
+    spec["dataset"]["n_test"] = 30
+    with pytest.raises(ConfigError, match=r"dataset: n_train \+ n_val \+ n_test = 20 \+ 10 \+ 30 = 60 exceeds the 50 "
+                                          rf"rows of {tmp_path / 'd.npz'} they are drawn from"):  # fmt: skip
+        validate(config, SCHEMA)
+
+
+@pytest.fixture
+def config() -> dict:
+    return copy.deepcopy(load_yaml(REPO / "config.yaml"))
+
+
 # -- the registry, the schema and the workflow -------------------------------------------------------
 def test_the_schema_names_the_registrys_datasets_and_downloads():
     schema = load_yaml(SCHEMA)
@@ -217,9 +322,18 @@ def test_the_schema_names_the_registrys_datasets_and_downloads():
     assert list(schema["properties"]["data"]["properties"]) == list(datasets.DOWNLOADS)
 
 
-@pytest.fixture
-def config() -> dict:
-    return copy.deepcopy(load_yaml(REPO / "config.yaml"))
+@pytest.mark.parametrize(
+    "dataset, message",
+    [
+        ({"name": "mnist", "file": "a.npz"}, r"experiments\.mnist_convnet\.dataset\.file = 'a\.npz': a setting of name: arrays only"),
+        ({"name": "arrays"}, r"experiments\.mnist_convnet\.dataset: dataset: an arrays dataset takes files: .* or file:"),
+    ],
+)  # fmt: skip
+def test_a_datasets_settings_are_its_own(config, dataset, message):
+    spec = config["experiments"]["mnist_convnet"]
+    spec["dataset"] = {**spec["dataset"], **dataset}
+    with pytest.raises(ConfigError, match=message):
+        validate(config, SCHEMA)
 
 
 def test_an_old_mnist_sources_key_is_refused_naming_its_new_place(config):
@@ -228,11 +342,17 @@ def test_an_old_mnist_sources_key_is_refused_naming_its_new_place(config):
         validate(config, SCHEMA)
 
 
-def test_a_fashion_mnist_experiment_plans_its_fetch_job(tmp_path):
+def test_a_fashion_mnist_experiment_plans_its_fetch_job_and_an_arrays_one_reads_its_files(tmp_path):
     config = yaml.safe_load((REPO / "tests/data/config_tiny.yaml").read_text())
     exp = config["experiments"]["tiny_mlp_plain"]
+    np.savez(tmp_path / "mine.npz", x=np.zeros((40, 784)), y=np.arange(40) % 10)
     config["experiments"] = {
         "tiny_fashion": {**exp, "dataset": {**exp["dataset"], "name": "fashion_mnist"}},
+        "tiny_arrays": {
+            **exp,
+            "dataset": arrays_settings(file="mine.npz", n_train=20, n_val=10, n_test=10),
+            "checkpoints": {"steps": [0, "end"]},
+        },
     }
     config.update(figures={}, animations={})
     config["data"]["fashion_mnist"] = {"local_dir": "nowhere", "mirrors": []}
@@ -244,4 +364,5 @@ def test_a_fashion_mnist_experiment_plans_its_fetch_job(tmp_path):
     assert jobs.get("fetch_fashion_mnist") == "1" and "fetch_mnist" not in jobs, run.stdout
     plan = snakemake(tmp_path, "-n", "-p").stdout
     assert "probes fetch fashion_mnist --out data/fashion_mnist" in plan and '"local_dir": "nowhere"' in plan
+    assert "rule train:\n    input: mine.npz\n" in plan  # the arrays experiment's file is an input of its jobs
     assert "input: data/fashion_mnist/train-images-idx3-ubyte, data/fashion_mnist/train-labels-idx1-ubyte" in plan

@@ -47,10 +47,15 @@ def validate(config: dict, schema_path: Path | str, source: str = "config") -> d
         lines = []
         for e in errors:
             value = e.instance if not isinstance(e.instance, (dict, list)) or len(str(e.instance)) < 80 else "..."
-            lines.append(f"  {_key(e.absolute_path)} = {value!r}: {e.message}")
+            message = e.schema.get("errorMessage", e.message) if isinstance(e.schema, dict) else e.message
+            lines.append(f"  {_key(e.absolute_path)} = {value!r}: {message}")
         raise ConfigError(f"{source}: {len(errors)} invalid setting(s):\n" + "\n".join(lines))
     for name in config["experiments"]:
         exp = Experiment(name, config)
+        try:
+            datasets.input_shape(exp.spec["dataset"])  # an arrays dataset's files: read and checked here
+        except datasets.DatasetError as exc:
+            raise ConfigError(f"{source}: experiments.{name}.dataset: {exc}") from exc
         try:
             exp.points  # noqa: B018 - resolving builds the model and checks the probe points
         except ConfigError:

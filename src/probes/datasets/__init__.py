@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import fashion_mnist, gaussian_separable, mnist, translated_mnist
+from . import arrays, fashion_mnist, gaussian_separable, mnist, translated_mnist
 from .acquire import Download
 from .base import SPLITS, Dataset, DatasetError, Pool, Splits
 
@@ -22,6 +22,7 @@ DATASETS: dict[str, Dataset] = {
     "fashion_mnist": fashion_mnist.DATASET,
     "translated_mnist": translated_mnist.DATASET,
     "gaussian_separable": gaussian_separable.DATASET,
+    "arrays": arrays.DATASET,
 }
 DOWNLOADS: dict[str, Download] = {d.name: d for ds in DATASETS.values() for d in ds.downloads}
 
@@ -65,5 +66,5 @@ def fetched_files(settings: dict, data_dir: Path | str) -> list[Path]:
 
 
 def user_files(settings: dict) -> list[Path]:
-    """The user's files the dataset is read from."""
+    """The user's files the dataset is read from (``arrays``)."""
     return dataset(settings).user_files(settings)
