@@ -202,9 +202,15 @@ def test_translated_mnist_places_each_whole_digit_at_its_rows_seeded_offset(data
         (dy, dx) = at[i]
         np.testing.assert_array_equal(t["test"][0][i, 0, dy : dy + 28, dx : dx + 28], m["test"][0][i, 0])
     assert at.min() == 0 and at.max() == 12 and len({tuple(o) for o in at[:400]}) > 100
-    # a row's offset depends on split_seed and the row alone: not on the sizes asked for
+    # a training row's offset is that of its row of the training file (rows drawn by the split)
+    order, train_at = np.random.default_rng(2).permutation(60000), translated_mnist.offsets(2, "train", 60000)
+    for i in range(0, 3000, 97):
+        (dy, dx) = train_at[order[i]]
+        np.testing.assert_array_equal(t["train"][0][i, 0, dy : dy + 28, dx : dx + 28], m["train"][0][i, 0])
+    # a row's offset depends on split_seed and the row alone: not on the sizes asked for, nor the split
     fewer = load_splits({**settings, "n_train": 10, "n_val": 10, "n_test": 50}, data_dir)
     np.testing.assert_array_equal(fewer["test"][0], t["test"][0][:50])
+    np.testing.assert_array_equal(fewer["val"][0], t["train"][0][10:20])  # the same rows of the training file
     other = load_splits({**settings, "split_seed": 3, "n_train": 10, "n_val": 10}, data_dir)
     assert not np.array_equal(other["test"][0], t["test"][0])
 
