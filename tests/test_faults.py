@@ -83,12 +83,12 @@ def run_ok(cmd: list[str]) -> str:
 
 
 @pytest.mark.slow
-def test_killed_training_job_resumes_from_its_snapshot_bit_for_bit(tmp_path, mnist_dir, one_thread):
+def test_killed_training_job_resumes_from_its_snapshot_bit_for_bit(tmp_path, data_dir, one_thread):
     s, target = settings(), 400  # 40 epochs of 10 minibatches
     ck = tmp_path / "checkpoints"
     ck.mkdir()
     out, snapshot = ck / f"step{target}.pt", ck / f"step{target}.resume.pt"
-    cmd = cli("train", "--settings", json.dumps(s), "--data-dir", str(mnist_dir), "--step", str(target),
+    cmd = cli("train", "--settings", json.dumps(s), "--data-dir", str(data_dir), "--step", str(target),
               "--resume-dir", str(ck), "--snapshot-seconds", "0", "--out", str(out))  # fmt: skip
     kill_when(cmd, snapshot.exists, tmp_path / "killed.log")  # mid-training, after the first epoch's snapshot
     assert not out.exists()
@@ -98,7 +98,7 @@ def test_killed_training_job_resumes_from_its_snapshot_bit_for_bit(tmp_path, mni
     assert f"resuming from {snapshot}" in log and f"training steps {killed_at} -> {target}" in log
     assert out.exists() and not snapshot.exists()  # the job cleans up its snapshot once done
     resumed = load_checkpoint(out, s)
-    whole = train_segment(s, mnist_dir, target, tmp_path / "whole.pt")  # uninterrupted, from initialisation
+    whole = train_segment(s, data_dir, target, tmp_path / "whole.pt")  # uninterrupted, from initialisation
     assert resumed["step"] == whole["step"] == target
     for k, v in whole["state_dict"].items():
         assert torch.equal(resumed["state_dict"][k], v), k
@@ -108,22 +108,22 @@ def test_killed_training_job_resumes_from_its_snapshot_bit_for_bit(tmp_path, mni
 
 
 @pytest.mark.slow
-def test_killed_extraction_and_probe_jobs_leave_nothing_that_looks_complete(tmp_path, mnist_dir, one_thread):
+def test_killed_extraction_and_probe_jobs_leave_nothing_that_looks_complete(tmp_path, data_dir, one_thread):
     s = settings(n_train=10000)
-    train_segment(s, mnist_dir, 0, tmp_path / "step0.pt")
+    train_segment(s, data_dir, 0, tmp_path / "step0.pt")
     ex = {**{k: s[k] for k in ("experiment", "repeat", "model", "dataset")},
           "points": ["input", "conv1_preact", "fc1_postact", "logits"],
           "extract": {"batch_size": 100, "compression": "lzf", "compression_level": 1, "shuffle": False}}  # fmt: skip
     act, part = tmp_path / "act.h5", tmp_path / "act.part.h5"
     cmd = cli("extract", "--settings", json.dumps(ex), "--checkpoint", str(tmp_path / "step0.pt"),
-              "--data-dir", str(mnist_dir), "--out", str(act), "--metrics-out", str(tmp_path / "model.json"))  # fmt: skip
+              "--data-dir", str(data_dir), "--out", str(act), "--metrics-out", str(tmp_path / "model.json"))  # fmt: skip
     kill_when(cmd, lambda: part.exists() and part.stat().st_size > 4 << 20, tmp_path / "extract.log")
     assert not act.exists() and not (tmp_path / "model.json").exists()
     with pytest.raises(ActivationError, match=str(part)):  # the leftover is refused, never read as data
         read_point(part, "train", "input")
     run_ok(cmd)
     assert not part.exists()
-    extract(ex, tmp_path / "step0.pt", mnist_dir, tmp_path / "whole.h5")
+    extract(ex, tmp_path / "step0.pt", data_dir, tmp_path / "whole.h5")
     with h5py.File(act) as a, h5py.File(tmp_path / "whole.h5") as b:
         for split in ("train", "val", "test"):
             for name in [*ex["points"], "labels"]:
@@ -148,9 +148,9 @@ def test_killed_extraction_and_probe_jobs_leave_nothing_that_looks_complete(tmp_
         assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_full_disk_during_extraction_is_reported_and_leaves_no_file(tmp_path, mnist_dir, monkeypatch):
+def test_full_disk_during_extraction_is_reported_and_leaves_no_file(tmp_path, data_dir, monkeypatch):
     s = settings()
-    train_segment(s, mnist_dir, 0, tmp_path / "step0.pt")
+    train_segment(s, data_dir, 0, tmp_path / "step0.pt")
     ex = {**{k: s[k] for k in ("experiment", "repeat", "model", "dataset")}, "points": ["input", "conv1_preact"],
           "extract": {"batch_size": 100, "compression": None, "compression_level": 1, "shuffle": False}}  # fmt: skip
     out = tmp_path / "act" / "step0.h5"
@@ -164,11 +164,11 @@ def test_full_disk_during_extraction_is_reported_and_leaves_no_file(tmp_path, mn
 
     monkeypatch.setattr(h5py.Dataset, "__setitem__", fill_up)
     with pytest.raises(DiskFullError, match=re.escape(f"{out}: disk full (or over quota) while writing it")):
-        extract(ex, tmp_path / "step0.pt", mnist_dir, out)
+        extract(ex, tmp_path / "step0.pt", data_dir, out)
     assert list(out.parent.iterdir()) == []
 
 
-def test_full_tmpfs_during_extraction_is_reported_and_leaves_no_file(tmp_path, mnist_dir):
+def test_full_tmpfs_during_extraction_is_reported_and_leaves_no_file(tmp_path, data_dir):
     """The same on a real 1 MiB file system, where mounting one is allowed (root, not in every
     container); through the CLI, as a workflow job runs it."""
     disk = tmp_path / "disk"
@@ -178,12 +178,12 @@ def test_full_tmpfs_during_extraction_is_reported_and_leaves_no_file(tmp_path, m
         pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.decode().strip()}")
     try:
         s = settings()
-        train_segment(s, mnist_dir, 0, tmp_path / "step0.pt")
+        train_segment(s, data_dir, 0, tmp_path / "step0.pt")
         ex = {**{k: s[k] for k in ("experiment", "repeat", "model", "dataset")}, "points": ["input", "conv1_preact"],
               "extract": {"batch_size": 100, "compression": None, "compression_level": 1, "shuffle": False}}  # fmt: skip
         out = disk / "step0.h5"  # ~10 MB of activations
         run = subprocess.run(cli("extract", "--settings", json.dumps(ex), "--checkpoint", str(tmp_path / "step0.pt"),
-                                 "--data-dir", str(mnist_dir), "--out", str(out), "--metrics-out", str(disk / "m.json")),
+                                 "--data-dir", str(data_dir), "--out", str(out), "--metrics-out", str(disk / "m.json")),
                              capture_output=True, text=True, timeout=300)  # fmt: skip
         assert run.returncode == 1, run.stderr[-2000:]  # an error exit, not a crash
         assert f"ERROR probes: [Errno 28] {out}: disk full (or over quota) while writing it" in run.stderr

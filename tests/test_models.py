@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from probes.capture import PointError, capture, expand_points, pooled
-from probes.data import load_splits
+from probes.datasets import load_splits
 from probes.factory import FactoryError, build_model, check_kwargs
 from probes.layers import trace_shapes
 

@@ -7,6 +7,7 @@ import probes
 from probes.provenance import (
     STAGE_ENTRY,
     STAGE_MODULES,
+    module_path,
     normalised_source,
     source_digest,
     stage_digest,
@@ -30,7 +31,7 @@ def test_digest_ignores_comments_docstrings_and_formatting_but_not_code(tmp_path
 
 def test_every_stage_names_existing_modules_and_the_probe_digest_covers_its_code():
     for stage, modules in STAGE_MODULES.items():
-        assert all((PACKAGE / f"{m}.py").exists() for m in modules), stage
+        assert all(module_path(m) is not None for m in modules), stage
         assert len(stage_digest(stage)) == 16
     assert stage_digest("probe") != stage_digest("train")
 
@@ -53,8 +54,7 @@ def test_each_stage_digest_covers_every_package_module_its_code_loads():
 
 
 def test_a_module_a_stage_starts_to_import_joins_its_digest(tmp_path):
-    for f in PACKAGE.glob("*.py"):
-        shutil.copy(f, tmp_path / f.name)
+    shutil.copytree(PACKAGE, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     assert "warm" not in stage_modules("probe", package=tmp_path)
     (tmp_path / "warm.py").write_text("def start():\n    return 1\n")
     src = (tmp_path / "solver.py").read_text()
@@ -64,3 +64,16 @@ def test_a_module_a_stage_starts_to_import_joins_its_digest(tmp_path):
     before = source_digest(*modules, package=tmp_path)
     (tmp_path / "warm.py").write_text("def start():\n    return 2\n")
     assert source_digest(*modules, package=tmp_path) != before
+
+
+def test_a_subpackage_module_and_its_relative_imports_are_in_the_digest(tmp_path):
+    # datasets/ is a package: its __init__, its modules, and what they import with ``from ..x``
+    package = tmp_path / "probes"
+    shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    modules = stage_modules("train", package=package)
+    assert {"datasets", "datasets.idx", "datasets.mnist", "files", "atomic"} <= set(modules)
+    assert "datasets.idx" not in stage_modules("probe", package=package)
+    before = source_digest(*modules, package=package)
+    idx = package / "datasets" / "idx.py"
+    idx.write_text(idx.read_text().replace("127.5", "127.0", 1))
+    assert source_digest(*modules, package=package) != before

@@ -32,10 +32,10 @@ def test_probe_points_in_paper_order_with_their_shapes():
     assert shapes["conv1_preact"] == [32, 28, 28] and shapes["conv2_postpool"] == [64, 7, 7]
 
 
-def test_step0_checkpoint_reproduces_weights_from_seed(tmp_path, mnist_dir):
-    a = train_segment(settings(), mnist_dir, 0, tmp_path / "a.pt")
-    b = train_segment(settings(), mnist_dir, 0, tmp_path / "b.pt")
-    c = train_segment({**settings(), "seed": 4}, mnist_dir, 0, tmp_path / "c.pt")
+def test_step0_checkpoint_reproduces_weights_from_seed(tmp_path, data_dir):
+    a = train_segment(settings(), data_dir, 0, tmp_path / "a.pt")
+    b = train_segment(settings(), data_dir, 0, tmp_path / "b.pt")
+    c = train_segment({**settings(), "seed": 4}, data_dir, 0, tmp_path / "c.pt")
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k])
     assert not torch.equal(a["state_dict"]["conv1_preact.weight"], c["state_dict"]["conv1_preact.weight"])
@@ -45,27 +45,27 @@ def test_step0_checkpoint_reproduces_weights_from_seed(tmp_path, mnist_dir):
     assert torch.all(a["state_dict"]["conv1_preact.bias"] == 0) and torch.all(a["state_dict"]["logits.bias"] == 0.1)
 
 
-def test_segments_equal_uninterrupted_training_bit_for_bit(tmp_path, mnist_dir):
+def test_segments_equal_uninterrupted_training_bit_for_bit(tmp_path, data_dir):
     s = settings()
-    train_segment(s, mnist_dir, 0, tmp_path / "s0.pt")
+    train_segment(s, data_dir, 0, tmp_path / "s0.pt")
     # 10 steps per epoch: 0 -> 7 -> 15 crosses an epoch boundary mid-segment
-    train_segment(s, mnist_dir, 7, tmp_path / "s7.pt", start=tmp_path / "s0.pt")
-    split = train_segment(s, mnist_dir, 15, tmp_path / "s15.pt", start=tmp_path / "s7.pt")
-    whole = train_segment(s, mnist_dir, 15, tmp_path / "w15.pt", start=tmp_path / "s0.pt")
+    train_segment(s, data_dir, 7, tmp_path / "s7.pt", start=tmp_path / "s0.pt")
+    split = train_segment(s, data_dir, 15, tmp_path / "s15.pt", start=tmp_path / "s7.pt")
+    whole = train_segment(s, data_dir, 15, tmp_path / "w15.pt", start=tmp_path / "s0.pt")
     assert split["step"] == whole["step"] == 15
     for k in whole["state_dict"]:
         assert torch.equal(split["state_dict"][k], whole["state_dict"][k]), k
     assert split["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.01 * 0.95)
-    scratch = train_segment(s, mnist_dir, 15, tmp_path / "x15.pt")  # no checkpoint: from initialisation
+    scratch = train_segment(s, data_dir, 15, tmp_path / "x15.pt")  # no checkpoint: from initialisation
     for k in whole["state_dict"]:
         assert torch.equal(scratch["state_dict"][k], whole["state_dict"][k]), k
     assert whole["history"][-1]["val_acc"] > 0.5  # 15 steps of SGD already beat chance by far
 
 
-def test_resume_point_is_the_latest_compatible_checkpoint_before_the_target(tmp_path, mnist_dir):
+def test_resume_point_is_the_latest_compatible_checkpoint_before_the_target(tmp_path, data_dir):
     s = settings()
     for step in (0, 7, 15):
-        train_segment(s, mnist_dir, step, tmp_path / f"step{step}.pt")
+        train_segment(s, data_dir, step, tmp_path / f"step{step}.pt")
     assert latest_checkpoint(tmp_path, s, 12) == tmp_path / "step7.pt"
     assert latest_checkpoint(tmp_path, s, 7) == tmp_path / "step0.pt"  # strictly before the target
     assert latest_checkpoint(tmp_path, s, 0) is None
@@ -76,15 +76,15 @@ def test_resume_point_is_the_latest_compatible_checkpoint_before_the_target(tmp_
     assert latest_checkpoint(tmp_path, s, 20) == tmp_path / "step7.pt"
 
 
-def test_checkpoint_checks(tmp_path, mnist_dir):
+def test_checkpoint_checks(tmp_path, data_dir):
     s = settings()
-    train_segment(s, mnist_dir, 0, tmp_path / "s0.pt")
+    train_segment(s, data_dir, 0, tmp_path / "s0.pt")
     with pytest.raises(CheckpointError, match="experiment is 't', expected 'other'"):
         load_checkpoint(tmp_path / "s0.pt", {**s, "experiment": "other"})
     with pytest.raises(CheckpointError, match="model fingerprint"):
         load_checkpoint(tmp_path / "s0.pt", {**s, "model": {**CONVNET, "kwargs": {"fc_units": 256}}})
     with pytest.raises(CheckpointError, match="other train settings"):
-        train_segment(settings(lr=0.1), mnist_dir, 5, tmp_path / "x.pt", start=tmp_path / "s0.pt")
+        train_segment(settings(lr=0.1), data_dir, 5, tmp_path / "x.pt", start=tmp_path / "s0.pt")
     (tmp_path / "bad.pt").write_bytes((tmp_path / "s0.pt").read_bytes()[:1000])
     with pytest.raises(CheckpointError, match=f"{tmp_path / 'bad.pt'}: unreadable"):
         load_checkpoint(tmp_path / "bad.pt")
@@ -98,12 +98,12 @@ def test_checkpoint_checks(tmp_path, mnist_dir):
     with pytest.raises(CheckpointError, match=f"{tmp_path / 'flipped.pt'}: damaged: its tensors do not match"):
         load_checkpoint(tmp_path / "flipped.pt")
     with pytest.raises(ValueError, match="beyond the end of training"):
-        train_segment(s, mnist_dir, 21, tmp_path / "y.pt", start=tmp_path / "s0.pt")
+        train_segment(s, data_dir, 21, tmp_path / "y.pt", start=tmp_path / "s0.pt")
 
 
-def test_a_diverging_training_is_an_error_of_its_job_and_leaves_no_checkpoint(tmp_path, mnist_dir):
+def test_a_diverging_training_is_an_error_of_its_job_and_leaves_no_checkpoint(tmp_path, data_dir):
     # lr 1e8: the objective becomes NaN; its probes said "converged: True" at chance level, exit code 0
     mlp = {"factory": "probes.models:DeepMLP", "kwargs": {"depth": 3, "width": 16, "n_in": 784, "n_classes": 10}}
     with pytest.raises(TrainingError, match=r"t r0: the training objective became (nan|inf) at step \d+ .* lower train.lr \(now 1e\+08\)"):
-        train_segment({**settings(lr=1e8, optimizer="sgd"), "model": mlp}, mnist_dir, 20, tmp_path / "x.pt")
+        train_segment({**settings(lr=1e8, optimizer="sgd"), "model": mlp}, data_dir, 20, tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()

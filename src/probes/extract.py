@@ -15,7 +15,8 @@ from .activations import chunk_rows
 from .atomic import atomic_output
 from .capture import capture
 from .checkpoints import load_checkpoint, load_weights
-from .data import SPLITS, data_fingerprint, load_splits
+from .datasets import SPLITS, load_splits
+from .datasets import fingerprint as data_fingerprint
 from .factory import build_model, model_fingerprint
 from .files import write_json
 from .train import resolve_device

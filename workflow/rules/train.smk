@@ -4,7 +4,7 @@ rule train:
     output:
         f"{RUN}/checkpoints/step{{step}}.pt",
     params:
-        data_dir=MNIST_DIR,
+        data_dir=DATA_DIR,
         code=CODE["train"],
         settings=lambda wc: as_json(experiment(wc).train_settings(int(wc.repeat))),
     log:
