@@ -55,7 +55,7 @@ def test_check_config_validates_overlays_merged_onto_their_base(tmp_path):
     assert run.stdout == "config.yaml + workflow/config/quick.yaml + workflow/config/videos.yaml: valid\n"
     alone = probes("check-config", "workflow/config/quick.yaml", cwd=REPO)
     assert alone.returncode == 1 and alone.stderr == (
-        "workflow/config/quick.yaml: no data_dir, keep_activations, mnist, animations, plot; if it is an overlay, "
+        "workflow/config/quick.yaml: no data_dir, keep_activations, animations, plot; if it is an overlay, "
         "check it on its base: probes check-config --base config.yaml workflow/config/quick.yaml\n"
     )
 
@@ -84,7 +84,7 @@ def test_merge_is_snakemakes(tmp_path):
 
 def test_every_option_of_every_stage_is_documented():
     [stages] = [a.choices for a in parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    assert sorted(stages) == ["aggregate", "animate", "check-config", "extract", "fit", "layers", "mnist", "plot", "status",
+    assert sorted(stages) == ["aggregate", "animate", "check-config", "extract", "fetch", "fit", "layers", "plot", "status",
                              "train", "watch"]
     with_settings = set()
     for name, stage in stages.items():

@@ -22,7 +22,7 @@ from probes.config import ConfigError, load_yaml, validate
 from probes.datasets import DatasetError, fashion_mnist, idx, load_splits, translated_mnist
 from probes.files import fingerprint
 
-SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+SCHEMA = REPO / "src/probes/schema/config.schema.yaml"
 SPLITS = ("train", "val", "test")
 
 
@@ -282,7 +282,7 @@ def test_bad_arrays_are_refused_at_start_up_naming_the_file(tmp_path, arrays, me
                     f[k] = v
         else:
             np.savez(files[s], **(arrays if s == "val" else good))
-    config = load_yaml(REPO / "tests/data/config_tiny.yaml")
+    config = load_yaml(REPO / "workflow/config/tiny.yaml")
     exp = config["experiments"]["tiny_untrained_mlp"]
     exp["dataset"] = arrays_settings(files={s: str(p) for s, p in files.items()}, n_train=5)
     exp["model"]["kwargs"].update(n_in=3, n_classes=10)
@@ -349,7 +349,7 @@ def test_an_old_mnist_sources_key_is_refused_naming_its_new_place(config):
 
 
 def test_a_fashion_mnist_experiment_plans_its_fetch_job_and_an_arrays_one_reads_its_files(tmp_path):
-    config = yaml.safe_load((REPO / "tests/data/config_tiny.yaml").read_text())
+    config = yaml.safe_load((REPO / "workflow/config/tiny.yaml").read_text())
     exp = config["experiments"]["tiny_mlp_plain"]
     np.savez(tmp_path / "mine.npz", x=np.zeros((40, 784)), y=np.arange(40) % 10)
     config["experiments"] = {

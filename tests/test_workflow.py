@@ -16,14 +16,16 @@ def test_every_output_exists_with_sane_values(tiny_run):
     assert [(int(r["step"]), r["point"]) for r in rows] == [(s, p) for s in (0, 32) for p in exp["points"]]
     for r in rows:
         assert 0 <= float(r["train_error"]) <= float(r["test_error"]) + 0.2 and float(r["test_error"]) < 0.6
-        assert float(r["C"]) in exp["probe"]["Cs"] and r["converged"] in ("True", "False")
+        grid = exp["probe"]["Cs"]  # or up to three decades past its ends (the walk goes on while it improves)
+        assert min(grid) / 1e3 <= float(r["C"]) <= max(grid) * 1e3 and r["converged"] in ("True", "False")
+        assert r["status"] in ("ok", "C_limit") and (r["C_limit"] == "") == (r["status"] == "ok")
     err = {(int(r["step"]), r["point"]): float(r["test_error"]) for r in rows}
     assert err[(0, "input")] < 0.2  # pixels are nearly linearly separable (paper: ~8% on 50k images)
     assert err[(32, "logits")] < err[(0, "logits")]  # training helps the last layer
     model = list(csv.DictReader(open(work / "results/tiny_convnet/model.csv")))
     assert [int(m["step"]) for m in model] == [0, 32] and float(model[1]["test_acc"]) > 0.5
     [probe] = json.loads((work / "results/tiny_convnet/r0/probes/step32/fc1_postact.json").read_text())
-    assert probe["width"] == 512 and len(probe["path"]) == 3
+    assert probe["width"] == 512 and len(probe["path"]) >= 3  # the whole grid (patience: null), and any extension
     for fig in ("figure5_tiny", "figure3_tiny", "figure3_norms_tiny", "figure8_tiny"):
         for ext in ("png", "pdf"):
             assert (work / f"results/figures/{fig}.{ext}").stat().st_size > 5000
@@ -34,7 +36,7 @@ def test_every_output_exists_with_sane_values(tiny_run):
 def test_untrained_mlp_repeats_degrade_with_depth(tiny_run):
     work, config = tiny_run
     rows = list(csv.DictReader(open(work / "results/tiny_untrained_mlp/probes.csv")))
-    depth = config["experiments"]["tiny_untrained_mlp"]["model"]["depth"]
+    depth = config["experiments"]["tiny_untrained_mlp"]["model"]["kwargs"]["depth"]
     assert {(int(r["repeat"]), int(r["layer_index"])) for r in rows} == {
         (r, i) for r in (0, 1) for i in range(depth + 1)
     }
@@ -54,7 +56,7 @@ def test_untrained_mlp_repeats_degrade_with_depth(tiny_run):
 def test_deep_mlps_train_probe_every_layer_at_every_checkpoint(tiny_run, name):
     work, config = tiny_run
     rows = list(csv.DictReader(open(work / f"results/{name}/probes.csv")))
-    depth = config["experiments"][name]["model"]["depth"]
+    depth = config["experiments"][name]["model"]["kwargs"]["depth"]
     assert sorted({int(r["step"]) for r in rows}) == [0, 5, 20] and len(rows) == 3 * (depth + 1)
     model = list(csv.DictReader(open(work / f"results/{name}/model.csv")))
     assert [int(m["step"]) for m in model] == [0, 5, 20]
