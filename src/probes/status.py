@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-RULE_OF_STAGE = {"data": "mnist"}  # a log directory named otherwise than its rule
-STAGE_ORDER = ["mnist", "train", "extract", "probe", "aggregate", "figure", "animation", "probe_benchmark"]
+STAGE_ORDER = ["fetch", "train", "extract", "probe", "aggregate", "figure", "animation", "probe_benchmark"]
 LINE = re.compile(r"(\d\d):(\d\d):(\d\d) (\w+) [\w.]+: (.*)")  # the CLI's log format
 PROBE_LINE = re.compile(r"probe (\d+)/(\d+): (\S+)")
 SNAKEMAKE_LOG = re.compile(r"(\d{4}-\d\d-\d\dT\d{6})\.\d+\.snakemake\.log")
@@ -87,7 +86,8 @@ def failed(lines: list[str]) -> bool:
 def parse_job(results: Path, log: Path, run: SnakemakeRun | None) -> Job:
     """The job a log belongs to, from its path ``logs/<stage>/<name>[/r<repeat>][/step<step>][/<job>].log``."""
     parts = log.relative_to(results / "logs").with_suffix("").parts
-    stage = RULE_OF_STAGE.get(parts[0], parts[0])
+    # a fetch rule's log is logs/data/<download>.log, its rule fetch_<download>
+    stage = f"fetch_{Path(parts[1]).stem}" if parts[0] == "data" and len(parts) > 1 else parts[0]
     fields: dict = {"repeat": None, "step": None, "job": None}
     for part in parts[2:]:
         m = re.fullmatch(r"(r|step)(\d+)", part)
@@ -185,7 +185,11 @@ def running_lines(job: Job, elapsed: float, typical: float | None, now: float) -
 def stage_table(jobs: list[Job], run: SnakemakeRun | None, means: dict[str, float | None]) -> tuple[list[str], dict]:
     """Jobs done, running, failed and left per stage (rule), as lines, and the jobs left per stage."""
     stages = {j.stage for j in jobs} | (set(run.planned) - {"all"} if run else set())  # all: the target
-    stages = sorted(stages, key=lambda s: (STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER), s))
+    def rank(stage: str) -> int:
+        base = "fetch" if stage.startswith("fetch_") else stage
+        return STAGE_ORDER.index(base) if base in STAGE_ORDER else len(STAGE_ORDER)
+
+    stages = sorted(stages, key=lambda s: (rank(s), s))
     lines = [
         "jobs by stage (done: finished, with a benchmark; left: planned by Snakemake, not finished or running):",
         f"  {'stage':<16}{'done':>6}{'running':>9}{'failed':>8}{'left':>6}{'mean wall':>11}",
@@ -208,9 +212,12 @@ def stage_table(jobs: list[Job], run: SnakemakeRun | None, means: dict[str, floa
 
 def status(results: Path, workdir: Path | None = None, now: float | None = None) -> str:
     """The progress of the run writing ``results`` (Snakemake's working directory ``workdir``,
-    by default the parent of ``results``) as text."""
+    by default the nearest directory above ``results`` holding ``.snakemake/``) as text."""
     results = Path(results)
-    workdir = Path(workdir) if workdir is not None else results.parent
+    if workdir is None:  # the nearest directory above results with Snakemake's .snakemake/ (results/tiny: two up)
+        above = results.resolve().parents
+        workdir = next((p for p in above if (p / ".snakemake").is_dir()), results.parent)
+    workdir = Path(workdir)
     now = time.time() if now is None else now
     if not (results / "logs").is_dir():
         return f"{results}: no job logs ({results / 'logs'}) yet: has the run started here?"
