@@ -35,26 +35,26 @@ def lines(caplog, text: str) -> int:
     return sum(text in r.getMessage() for r in caplog.records)
 
 
-def test_training_logs_a_line_a_minute_between_its_log_every_lines(tmp_path, mnist_dir, caplog, monkeypatch):
+def test_training_logs_a_line_a_minute_between_its_log_every_lines(tmp_path, data_dir, caplog, monkeypatch):
     caplog.set_level(logging.INFO, "probes")
-    train_segment(SETTINGS, mnist_dir, 20, tmp_path / "a.pt")
+    train_segment(SETTINGS, data_dir, 20, tmp_path / "a.pt")
     assert lines(caplog, "minibatch objective") == 0  # log_every 10**6, 20 steps in a few seconds
     slow_clock(monkeypatch, "probes.train")
     caplog.clear()
-    train_segment(SETTINGS, mnist_dir, 20, tmp_path / "b.pt")
+    train_segment(SETTINGS, data_dir, 20, tmp_path / "b.pt")
     assert 3 <= lines(caplog, "minibatch objective") < 20  # not every step: once 60 s have passed
 
 
-def test_extraction_logs_rows_done_a_minute(tmp_path, mnist_dir, caplog, monkeypatch):
+def test_extraction_logs_rows_done_a_minute(tmp_path, data_dir, caplog, monkeypatch):
     caplog.set_level(logging.INFO, "probes")
-    train_segment(SETTINGS, mnist_dir, 0, tmp_path / "c.pt")
+    train_segment(SETTINGS, data_dir, 0, tmp_path / "c.pt")
     ex = {**{k: SETTINGS[k] for k in ("experiment", "repeat", "model", "dataset")}, "points": ["input", "layer2"],
           "extract": {"batch_size": 50, "compression": None, "compression_level": 0, "shuffle": False}}  # fmt: skip
-    extract(ex, tmp_path / "c.pt", mnist_dir, tmp_path / "a.h5")
+    extract(ex, tmp_path / "c.pt", data_dir, tmp_path / "a.h5")
     assert lines(caplog, " of 640 rows") == 0
     slow_clock(monkeypatch, "probes.extract")
     caplog.clear()
-    extract(ex, tmp_path / "c.pt", mnist_dir, tmp_path / "b.h5")
+    extract(ex, tmp_path / "c.pt", data_dir, tmp_path / "b.h5")
     rows = [r.getMessage() for r in caplog.records if " of 640 rows" in r.getMessage()]
     assert 3 <= len(rows) < 13 and rows[0].startswith("train: ") and "of 100 rows" in caplog.text
 
