@@ -55,7 +55,7 @@ def fit_sklearn_defaults(path: str, point: str, probe: dict) -> dict:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    from probes.probe import metrics
+    from probes.estimator import metrics
 
     x, y = load(path, "train", point)
     xv, yv = load(path, "val", point)
@@ -102,7 +102,7 @@ def fit_rmsprop(path: str, point: str, probe: dict, max_epochs: int = 10, patien
 def fit_project(path: str, point: str, probe: dict, out_of_core: bool = False) -> dict:
     import h5py
 
-    from probes.probe import LinearProbe
+    from probes.estimator import LinearProbe
     from probes.solver import Rows
 
     params = {k: v for k, v in probe.items() if k not in ("points_per_job", "overrides", "memory_budget_mb")}
@@ -138,7 +138,7 @@ def child(a: argparse.Namespace) -> None:
 
 def objective(x, y, coef, intercept, mean, scale, C) -> float:
     """The project's objective of a raw-feature model: mean loss + ||coef * scale||^2 / (2 C n)."""
-    from probes.probe import metrics
+    from probes.estimator import metrics
 
     loss = metrics(coef, intercept, np.arange(coef.shape[0] if coef.shape[0] > 1 else 2), x, y)[1]
     return loss + float(np.sum((coef.astype(np.float64) * scale) ** 2)) / (2 * C * len(y))
@@ -150,7 +150,7 @@ def polish(x, y, start, mean, scale, cov, C, k) -> tuple[np.ndarray, np.ndarray]
     Wider than 4,096 columns (no covariance to whiten with), on the rows' span when
     that has at most 4,096 dimensions (lossless, as the project's probes do).
     """
-    from probes.probe import unstandardise
+    from probes.estimator import unstandardise
     from probes.solver import Preconditioner, Rows, feature_stats, fit_logistic, row_space
 
     w0 = (start[0] * scale).T
@@ -184,7 +184,7 @@ def run_case(
     name: str, path: str, point: str, probe: dict, methods: list[str], out: Path, timeout: float,
     reuse: tuple[str, ...] = (),
 ) -> list[dict]:  # fmt: skip
-    from probes.probe import metrics
+    from probes.estimator import metrics
     from probes.solver import Rows, feature_stats
 
     rows = []

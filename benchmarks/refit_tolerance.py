@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 
 from probes.activations import read_point
 from probes.config import Experiment, load_yaml
-from probes.probe import LinearProbe, unstandardise
+from probes.estimator import LinearProbe, unstandardise
 from probes.solver import Rows, feature_stats
 
 

@@ -13,7 +13,8 @@ from test_probe import separable
 from probes.aggregate import aggregate
 from probes.files import DamagedFileError, digest_path, read_csv
 from probes.plots import animate_error_by_point, plot_error_by_point
-from probes.probe import fit_points, previous_probes
+from probes.probe import fit_points
+from probes.weights import previous_probes
 
 
 @pytest.fixture

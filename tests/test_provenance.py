@@ -18,15 +18,16 @@ PACKAGE = Path(probes.__file__).parent
 
 
 def test_digest_ignores_comments_docstrings_and_formatting_but_not_code(tmp_path):
-    shutil.copy(PACKAGE / "probe.py", tmp_path / "probe.py")
-    before = source_digest("probe", package=tmp_path)
-    src = (tmp_path / "probe.py").read_text()
+    shutil.copy(PACKAGE / "estimator.py", tmp_path / "estimator.py")
+    before = source_digest("estimator", package=tmp_path)
+    src = (tmp_path / "estimator.py").read_text()
     cosmetic = src.replace('"""Linear classifier probes', '"""Reworded: linear classifier probes', 1)
     cosmetic = cosmetic.replace("import time\n", "import time  # a new comment\n\n", 1)
-    (tmp_path / "probe.py").write_text(cosmetic)
-    assert source_digest("probe", package=tmp_path) == before
-    (tmp_path / "probe.py").write_text(src.replace("curvature_rows: int = 4000", "curvature_rows: int = 3000", 1))
-    assert source_digest("probe", package=tmp_path) != before
+    assert cosmetic != src
+    (tmp_path / "estimator.py").write_text(cosmetic)
+    assert source_digest("estimator", package=tmp_path) == before
+    (tmp_path / "estimator.py").write_text(src.replace("curvature_rows: int = 4000", "curvature_rows: int = 3000", 1))
+    assert source_digest("estimator", package=tmp_path) != before
 
 
 def test_every_stage_names_existing_modules_and_the_probe_digest_covers_its_code():

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from probes.probe import LinearProbe, fit_points
+from probes.estimator import LinearProbe
+from probes.probe import fit_points
 from probes.solver import (
     Preconditioner,
     Rows,

@@ -1,0 +1,399 @@
+"""Linear classifier probes: multinomial logistic regression with C chosen on validation.
+
+``LinearProbe`` follows scikit-learn's fit / predict / score conventions, with
+one difference: ``fit`` also takes the validation split, on which it picks the
+inverse regularisation ``C`` from a grid. The walk starts at the grid's middle
+C (its lower middle for an even grid; or a given probe's C, from its weights),
+goes up towards weaker regularisation, then down from there towards stronger,
+each fit warm-started from the previous solution; each direction stops once
+validation error has not improved for ``patience`` grid points. Where the best C
+is at an end of the grid (the validation curve has not turned), the walk goes
+on past it a decade at a time, up to ``extend_decades``, and a best C at the
+last reachable one is flagged (``C_limit_``).
+
+Two solvers minimise the same objective (scikit-learn's, on standardised
+features): scikit-learn's own (``lbfgs``, ``sag``, ``saga``), and
+``preconditioned_lbfgs`` (``solver.py``): L-BFGS in coordinates whitened by the
+feature covariance, reading rows from memory or streaming them from HDF5. The
+latter may first walk the grid on a random subsample of ``select_rows``
+training rows (at the full data's per-row regularisation), then walk it again on
+every row starting from the subsample's choice and solution (fewer rows prefer
+stronger regularisation, so the subsample gives the start, not the answer), both
+walks' fits to the rough tolerance ``ROUGH_TOL`` only, and refit the chosen C on
+every row to ``tol``. The stored ``coef_`` / ``intercept_`` act on raw
+(unstandardised) features.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+from .solver import (
+    Preconditioner,
+    Rows,
+    feature_stats,
+    fit_logistic,
+    loss_hessian,
+    row_space,
+)
+
+log = logging.getLogger(__name__)
+SKLEARN_SOLVERS = ("lbfgs", "sag", "saga")
+SOLVERS = (*SKLEARN_SOLVERS, "preconditioned_lbfgs")
+ROUGH_TOL = 1e-3  # gradient tolerance of the C walks and of a cold fit's first, curvature-measuring stage
+
+
+def as_rows(x) -> Rows:
+    return x if isinstance(x, Rows) else Rows(x)
+
+
+def row_summary(x) -> tuple[float, bool]:
+    """Mean Euclidean norm of the rows of ``x`` (float64 accumulation), and whether every row
+    equals the first (a layer constant over the data); one pass, block by block."""
+    rows = as_rows(x)
+    total, constant, first = 0.0, True, None
+    for _, block in rows:
+        b64 = block.astype(np.float64)
+        total += float(np.sqrt(np.einsum("ij,ij->i", b64, b64)).sum())
+        first = block[0].copy() if first is None else first
+        constant = constant and bool(np.all(block == first))
+    return total / rows.n, constant
+
+
+def scores(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """Class scores ``x @ coef.T + intercept``, one column per class (scikit-learn keeps a
+    single column for binary problems: the first class's score is then 0)."""
+    z = x @ coef.T + intercept
+    return np.hstack([np.zeros_like(z), z]) if z.shape[1] == 1 else z
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def metrics(coef, intercept, classes, x, y) -> tuple[float, float]:
+    """Error rate and mean cross-entropy of a raw-feature linear model on ``(x, y)``, block by block."""
+    wrong, nll = 0, 0.0
+    pos = np.searchsorted(classes, y)
+    known = (pos < len(classes)) & (classes[np.minimum(pos, len(classes) - 1)] == y)
+    coef, intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
+    rows = as_rows(x)
+    for sl, block in rows:  # float64: a collapsed layer's raw weights are large and cancel
+        lp = log_softmax(scores(block.astype(np.float64), coef, intercept))
+        p, k = pos[sl], known[sl]
+        wrong += int(np.sum((lp.argmax(1) != p) | ~k))
+        nll -= float(lp[np.arange(len(p))[k], p[k]].sum())
+    # a label the probe never saw in training has zero probability under it
+    return wrong / rows.n, (nll / rows.n if known.all() else float("inf"))
+
+
+def unstandardise(coef: np.ndarray, intercept: np.ndarray, mean, scale) -> tuple[np.ndarray, np.ndarray]:
+    """Raw-feature weights of a standardised model: w.(x - m)/s + b = (w/s).x + (b - (w/s).m)."""
+    raw = coef / scale
+    return raw, intercept - raw @ mean  # float64: a collapsed layer's intercept is a large cancelling sum
+
+
+def standardise(coef: np.ndarray, intercept: np.ndarray, mean, scale) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised-feature weights of a raw-feature model: ``unstandardise``'s inverse."""
+    coef = np.asarray(coef, np.float64)
+    return coef * scale, np.asarray(intercept, np.float64) + coef @ mean
+
+
+# A fitter fits at C from a warm start (or None) and returns (solution, n_iter, converged, rows used),
+# the solution being raw-feature (coef, intercept) plus whatever it needs to warm-start the next fit.
+Fitter = Callable[[float, object], tuple[dict, int, bool, int]]
+
+
+class LinearProbe:
+    """A multinomial logistic-regression probe (the convex objective of scikit-learn's ``LogisticRegression``).
+
+    Parameters: ``Cs`` the grid of inverse regularisation strengths; ``solver``
+    one of ``lbfgs``, ``sag``, ``saga`` (scikit-learn) or ``preconditioned_lbfgs``;
+    ``tol`` and ``max_iter`` per fit; ``standardize``; ``patience`` (grid points
+    without validation improvement before the walk stops; ``None`` walks the
+    whole grid); ``extend_decades`` (how many decades the walk may go past either end of
+    ``Cs`` while validation error still falls there); ``random_state``; for
+    ``preconditioned_lbfgs`` only,
+    ``select_rows`` (first walk the grid on this many training rows, then on all
+    from the C chosen there; 0 for all rows throughout), ``whiten_max_width``
+    (plain standardisation above this width), ``curvature_max_params``,
+    ``curvature_rows`` and ``reduce_rank`` (above ``whiten_max_width``, fit on an
+    orthonormal basis of the standardised training rows' span when that has at
+    most ``whiten_max_width`` dimensions, as for a linear map of a narrower layer).
+    """
+
+    def __init__(
+        self,
+        Cs: list[float] | tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0),
+        solver: str = "lbfgs",
+        tol: float = 1e-4,
+        max_iter: int = 200,
+        standardize: bool = True,
+        patience: int | None = 1,
+        random_state: int = 0,
+        select_rows: int = 0,
+        whiten_max_width: int = 4096,
+        curvature_max_params: int = 3000,
+        curvature_rows: int = 4000,
+        reduce_rank: bool = True,
+        extend_decades: int = 3,
+    ) -> None:
+        if solver not in SOLVERS:
+            raise ValueError(f"solver: {solver!r}; expected one of {list(SOLVERS)}")
+        self.Cs, self.solver, self.tol, self.max_iter = Cs, solver, tol, max_iter
+        self.standardize, self.patience, self.random_state = standardize, patience, random_state
+        self.select_rows, self.whiten_max_width = select_rows, whiten_max_width
+        self.curvature_max_params, self.curvature_rows = curvature_max_params, curvature_rows
+        self.reduce_rank, self.extend_decades = reduce_rank, extend_decades
+
+    def fit(
+        self, x, y: np.ndarray, x_val, y_val: np.ndarray, copy: bool = True, init: dict | None = None
+    ) -> LinearProbe:
+        """Fit one probe per C on ``(x, y)``; keep the one with the lowest validation error.
+
+        ``x`` and ``x_val`` are float32 arrays or, for ``preconditioned_lbfgs``, also
+        ``Rows`` over HDF5 datasets (fitted out of core). With ``copy=False`` a
+        scikit-learn solver standardises the arrays in place (no second copy of a
+        wide matrix). ``init``, a probe of the same features and classes (``C``,
+        raw-feature ``coef`` and ``intercept``, as ``fit_point`` stores them; say the
+        previous checkpoint's), warm-starts the walk (the subsample's, if any): it
+        starts at that C from those weights. Each C's optimum is the same as cold;
+        with ``patience`` the walk may visit, and so choose, other C's than a cold one.
+        Sets ``C_``, ``C_limit_`` (``_walk``), ``coef_``, ``intercept_``, ``classes_``,
+        ``n_iter_``, ``converged_``, ``path_`` (one record per fit), ``train_error_``,
+        ``train_loss_``, ``val_error_``, ``val_loss_`` and ``fit_seconds_``.
+        """
+        if not len(self.Cs):
+            raise ValueError("Cs: empty grid; expected at least one C > 0")
+        t0 = time.time()
+        self.path_: list[dict] = []
+        self.reduced_rank_: int | None = None
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        rows = as_rows(x)
+        first = None if init is None else self._check_init(init, rows.d)
+        if self.solver in SKLEARN_SOLVERS:
+            if not rows.in_memory:
+                raise ValueError(f"solver {self.solver!r} needs the training matrix in memory")
+            x = np.array(x, dtype=np.float32, copy=copy)
+            mean, scale, _ = self._stats(Rows(x), False)
+            fitter = self._sklearn_fitter(x, y, mean, scale)  # standardises x in place
+            start = None if first is None else {"std": standardise(init["coef"], init["intercept"], mean, scale)}
+            best = self._walk(fitter, x_val, y_val, first, start)
+            train = metrics(*best["solution"]["std"], self.classes_, x, y)
+        else:
+            mean, scale, cov = self._stats(rows, rows.d <= self.whiten_max_width)
+            rng = np.random.default_rng(self.random_state)
+            fit_rows, fit_mean, fit_scale, basis = rows, mean, scale, None
+            if rows.d > self.whiten_max_width and self.reduce_rank:  # look for a lower-rank row space
+                fit_rows, fit_mean, fit_scale, cov, basis = self._reduce(rows, mean, scale, cov)
+
+            def to_raw(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                return unstandardise((w if basis is None else basis @ w).T, b, mean, scale)
+
+            base = Preconditioner(cov=cov)
+            sub_rows, sub_y = fit_rows, y_index
+            if 0 < self.select_rows < rows.n:  # walk the grid on a random subsample
+                pick = np.sort(rng.choice(rows.n, self.select_rows, replace=False))
+                sub_rows, sub_y = Rows(fit_rows.take(pick)), y_index[pick]
+            hessian_x = None  # rows to measure the loss Hessian on, where it is affordable
+            if (fit_rows.d + 1) * (1 if len(self.classes_) == 2 else len(self.classes_)) <= self.curvature_max_params:
+                m = min(self.curvature_rows, sub_rows.n)
+                hessian_x = sub_rows.take(np.sort(rng.choice(sub_rows.n, m, replace=False)))
+            stats = (fit_mean, fit_scale, base, hessian_x, to_raw)
+            rough, start = max(self.tol, ROUGH_TOL), None
+            if first is not None:  # warm: from the given probe, in the coordinates fitted
+                w, b = standardise(init["coef"], init["intercept"], mean, scale)
+                start = {"std": (w.T if basis is None else basis.T @ w.T, b)}
+            if sub_rows is fit_rows:  # one walk on every row, to tol (cold or from init)
+                fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, self.tol)
+                best = self._walk(fitter, x_val, y_val, first, start)
+            else:  # walk the subsample, then every row from its choice and solution, both to the
+                # rough tolerance; then refit the chosen C to tol
+                sub_fitter = self._preconditioned_fitter(sub_rows, sub_y, rows.n, *stats, rough)
+                best = self._walk(sub_fitter, x_val, y_val, first, start)
+                fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, rough)
+                best = self._walk(fitter, x_val, y_val, best["C"], best["solution"])
+                if rough > self.tol:
+                    fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, self.tol)
+                    best = self._fit_and_record(fitter, best["C"], best["solution"], x_val, y_val)
+            train = metrics(best["solution"]["coef"], best["solution"]["intercept"], self.classes_, rows, y)
+        self.C_, self.n_iter_, self.converged_ = best["C"], best["n_iter"], best["converged"]
+        self.val_error_, self.val_loss_ = best["val_error"], best["val_loss"]
+        self.coef_, self.intercept_ = best["solution"]["coef"], best["solution"]["intercept"]
+        self.train_error_, self.train_loss_ = train
+        self.fit_seconds_ = time.time() - t0
+        return self
+
+    def _check_init(self, init: dict, d: int) -> float:
+        """The grid C a warm start begins at (the grid's nearest to ``init["C"]``, on a log scale),
+        after checking ``init``'s weights fit this problem's ``d`` features and classes."""
+        coef, intercept = np.asarray(init["coef"]), np.asarray(init["intercept"])
+        k = 1 if len(self.classes_) == 2 else len(self.classes_)
+        if coef.shape != (k, d) or intercept.shape != (k,) or not np.isfinite(init["C"]) or init["C"] <= 0:
+            raise ValueError(f"init: a probe of coef {coef.shape}, intercept {intercept.shape}, C={init['C']}; "
+                             f"expected ({k}, {d}), ({k},) and C > 0 for {len(self.classes_)} classes, {d} features")  # fmt: skip
+        grid = self.grid()
+        return grid[int(np.argmin(np.abs(np.log(grid) - np.log(init["C"]))))]
+
+    def _reduce(self, rows: Rows, mean, scale, cov) -> tuple:
+        """``rows`` in an orthonormal basis of their standardised span, if that has at most
+        ``whiten_max_width`` dimensions: the rows, mean, scale (0 and 1: nothing to
+        standardise), covariance and basis to fit with (``rows`` and the rest unchanged,
+        basis ``None``, otherwise). Sets ``reduced_rank_``."""
+        t0 = time.time()
+        found = row_space(rows, mean, scale, self.whiten_max_width)
+        if found is None:
+            log.info("training rows span more than %d dimensions: fitting all %d columns (%.1f s)",
+                     self.whiten_max_width, rows.d, time.time() - t0)  # fmt: skip
+            return rows, mean, scale, cov, None
+        z, basis = found
+        r = basis.shape[1]
+        log.info("training rows span %d of %d dimensions: fitting on that basis (%.1f s)", r, rows.d, time.time() - t0)
+        self.reduced_rank_ = r
+        z_rows = Rows(z)
+        z_cov = feature_stats(z_rows, True, standardised=False)[2]  # z is fitted as it is: its raw covariance
+        return z_rows, np.zeros(r), np.ones(r), z_cov, basis
+
+    def _stats(self, rows: Rows, covariance: bool):
+        """Standardisation (mean, scale) and the preconditioner's covariance (if asked)."""
+        mean, scale, cov = feature_stats(rows, covariance, standardised=self.standardize)
+        if self.standardize:
+            return mean, scale, cov
+        return np.zeros_like(mean), np.ones_like(scale), cov
+
+    def grid(self) -> list[float]:
+        """The C grid and its extensions: ``extend_decades`` decades below and above ``Cs``, a
+        decade apart, in increasing order (``_walk`` visits an extension only while the best C
+        is the last one it fitted in that direction). A single C is fixed: no extensions."""
+        core = sorted(self.Cs)
+        n = self.extend_decades if len(core) > 1 else 0  # one C is a fixed C, not a grid to search
+        below = [core[0] / 10.0**k for k in range(n, 0, -1)]
+        above = [core[-1] * 10.0**k for k in range(1, n + 1)]
+        return below + core + above
+
+    def _walk(self, fitter: Fitter, x_val, y_val, first: float | None = None, init=None) -> dict:
+        """Walk the C grid from ``first`` (default: the middle of ``Cs``) up to the weakest
+        regularisation, then from ``first`` down to the strongest; return the best record. The
+        fit at ``first`` starts from ``init`` (or cold), every other from its neighbour's solution.
+        Then, while the best C is the largest (smallest) C fitted and at or past that end of
+        ``Cs`` (the validation curve has not turned there), fit a decade further, up to
+        ``extend_decades`` past the end. Sets ``C_limit_``: ``"upper"`` / ``"lower"`` when the
+        best C is the last C reachable that way (the optimum may lie beyond), else ``""``."""
+        grid, core = self.grid(), sorted(self.Cs)
+        lo, hi = grid.index(core[0]), grid.index(core[-1])
+        i = grid.index(core[(len(core) - 1) // 2]) if first is None else grid.index(first)
+        best: dict | None = None  # ordered by val error, val loss, then smaller C
+        records: dict[int, dict] = {}  # by grid index
+
+        def visit(j: int, start) -> bool:
+            """Fit ``grid[j]`` from ``start``; whether it is the new best."""
+            nonlocal best
+            record = records[j] = self._fit_and_record(fitter, grid[j], start, x_val, y_val)
+            better = best is None or (record["val_error"], record["val_loss"], record["C"]) < (
+                best["val_error"], best["val_loss"], best["C"])  # fmt: skip
+            best = record if better else best
+            return better
+
+        visit(i, init)
+        for step in (1, -1):  # up, then down, within Cs, each stopped by patience
+            j, since_best = i, 0
+            while lo <= j + step <= hi:
+                j += step
+                since_best = 0 if visit(j, records[j - step]["solution"]) else since_best + 1
+                if self.patience is not None and since_best >= self.patience:
+                    break
+        for step in (1, -1):  # past an end of Cs while the best is the last C fitted there
+            while True:
+                j = grid.index(best["C"])
+                last = max(records) if step == 1 else min(records)
+                past = j >= hi if step == 1 else j <= lo
+                if j != last or not past or not 0 <= j + step < len(grid) or not visit(j + step, best["solution"]):
+                    break
+        fixed = len(core) == 1
+        self.C_limit_ = "" if fixed else "upper" if best["C"] == grid[-1] else "lower" if best["C"] == grid[0] else ""
+        return best
+
+    def _fit_and_record(self, fitter: Fitter, C: float, start, x_val, y_val) -> dict:
+        """Fit at ``C`` from ``start``; append the fit's record (without its solution) to ``path_``."""
+        t0 = time.time()
+        solution, n_iter, converged, n_rows = fitter(C, start)
+        val_error, val_loss = metrics(solution["coef"], solution["intercept"], self.classes_, x_val, y_val)
+        record = {
+            "C": float(C), "rows": n_rows, "n_iter": n_iter, "converged": converged,
+            "val_error": val_error, "val_loss": val_loss, "seconds": time.time() - t0,
+        }  # fmt: skip
+        self.path_.append(record)
+        log.info("C=%g on %d rows: %d iterations%s, val error %.4f, val loss %.4f (%.1f s)",
+                 C, n_rows, n_iter, "" if converged else " (NOT CONVERGED)", val_error, val_loss,
+                 record["seconds"])  # fmt: skip
+        return {**record, "solution": solution}
+
+    def _sklearn_fitter(self, x: np.ndarray, y: np.ndarray, mean, scale) -> Fitter:
+        """scikit-learn's ``LogisticRegression`` on ``x`` standardised in place."""
+        for _, block in Rows(x):  # Rows yields views of an in-memory float32 array
+            block -= mean.astype(np.float32)
+            block /= scale.astype(np.float32)
+        clf = LogisticRegression(solver=self.solver, tol=self.tol, max_iter=self.max_iter,
+                                 warm_start=True, random_state=self.random_state)  # fmt: skip
+
+        def fit(C: float, start) -> tuple[dict, int, bool, int]:
+            if start is not None:
+                clf.coef_, clf.intercept_ = start["std"]
+            clf.set_params(C=C)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                clf.fit(x, y)
+            n_iter = int(np.max(clf.n_iter_))
+            converged = n_iter < self.max_iter and not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+            coef, intercept = unstandardise(clf.coef_, clf.intercept_, mean, scale)
+            solution = {"coef": coef, "intercept": intercept, "std": (clf.coef_.copy(), clf.intercept_.copy())}
+            return solution, n_iter, converged, len(x)
+
+        return fit
+
+    def _preconditioned_fitter(
+        self, rows: Rows, y_index, n_train: int, mean, scale, base, hessian_x, to_raw: Callable, tol: float
+    ) -> Fitter:
+        """``solver.fit_logistic`` on ``rows`` at the per-row regularisation of ``n_train`` rows,
+        to gradient tolerance ``tol``. A cold fit uses ``base``; a warm one, given
+        ``hessian_x``, the loss Hessian at its start measured on those rows. ``to_raw``
+        maps the solution to raw-feature weights."""
+        curvature = hessian_x is not None
+
+        def solve(C: float, precond: Preconditioner, init, tol: float) -> tuple:
+            return fit_logistic(rows, y_index, len(self.classes_), 1.0 / (C * n_train), mean, scale,
+                                precond, init=init, tol=tol, max_iter=self.max_iter,
+                                name=f"C={C:g} on {rows.n} rows")  # fmt: skip
+
+        def fit(C: float, start) -> tuple[dict, int, bool, int]:
+            init, n_first = None if start is None else start["std"], 0
+            if curvature and init is None:  # a cold fit: a rough optimum first, to measure the curvature at
+                *init, n_first, _, _ = solve(C, base, None, max(tol, ROUGH_TOL))
+            precond = Preconditioner(hessian=loss_hessian(hessian_x, *init, mean, scale)) if curvature else base
+            w, b, n_iter, converged, _ = solve(C, precond, init, tol)
+            coef, intercept = to_raw(w, b)
+            return {"coef": coef, "intercept": intercept, "std": (w, b)}, n_first + n_iter, converged, rows.n
+
+        return fit
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        return np.vstack([scores(block, self.coef_, self.intercept_) for _, block in as_rows(x)])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.classes_[self.decision_function(x).argmax(1)]
+
+    def score(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Accuracy on ``(x, y)``, as scikit-learn's classifiers define ``score``."""
+        return float(np.mean(self.predict(x) == y))
+
+    def error_and_loss(self, x, y: np.ndarray) -> tuple[float, float]:
+        """Error rate and mean cross-entropy on raw (unstandardised) ``(x, y)``."""
+        return metrics(self.coef_, self.intercept_, self.classes_, x, y)
