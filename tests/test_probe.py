@@ -6,8 +6,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from probes.aggregate import aggregate
-from probes.plots import animate_error_by_point, plot_error_by_point
 from probes.estimator import LinearProbe
+from probes.plots import animate_error_by_point, plot_error_by_point
 from probes.probe import fit_points
 from probes.solver import Rows, feature_stats
 

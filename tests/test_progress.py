@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from probes.extract import extract
 from probes.estimator import LinearProbe
+from probes.extract import extract
 from probes.train import train_segment
 
 MLP = {"factory": "probes.models:DeepMLP", "kwargs": {"depth": 2, "width": 8, "n_in": 784, "n_classes": 10}}
