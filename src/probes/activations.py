@@ -17,7 +17,48 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .atomic import atomic_output
+
 CHUNK_BYTES = 1 << 20
+
+
+class ActivationWriter:
+    """Writes one checkpoint's activation file, split by split and block of rows by block
+    (``write_activations``): each point's dataset is made at its first block, chunked by rows,
+    with HDF5's fletcher32 checksum per chunk (bytes damaged on disk then fail the read)."""
+
+    def __init__(self, f: h5py.File, step: int, compression: str | None, level: int, shuffle: bool) -> None:
+        self.f, self.step = f, step
+        self.opts = {"compression": compression, "shuffle": shuffle, "fletcher32": True}
+        if compression == "gzip":
+            self.opts["compression_opts"] = level
+        self.datasets: dict[tuple[str, str], h5py.Dataset] = {}
+
+    def split(self, split: str, labels: np.ndarray) -> None:
+        """Start ``split``: its group and its labels (int64, one per row)."""
+        self.f.create_group(split).create_dataset("labels", data=labels, fletcher32=True)
+
+    def rows(self, split: str, point: str, layer_index: int, start: int, block: np.ndarray) -> None:
+        """Write ``block`` (``(rows, width)`` float32) of ``point`` at row ``start`` of ``split``."""
+        key = (split, point)
+        if key not in self.datasets:
+            n, w = len(self.f[split]["labels"]), block.shape[1]
+            ds = self.f[split].create_dataset(point, shape=(n, w), dtype="f4", chunks=(chunk_rows(w, n), w),
+                                              **self.opts)  # fmt: skip
+            ds.attrs.update(point=point, layer_index=layer_index, width=w, step=self.step)
+            self.datasets[key] = ds
+        self.datasets[key][start : start + len(block)] = block
+
+
+@contextmanager
+def write_activations(path: Path, attrs: dict, compression: str | None, level: int, shuffle: bool
+                      ) -> Iterator[ActivationWriter]:  # fmt: skip
+    """An ``ActivationWriter`` on ``path``, written under a temporary name, its ``attrs`` (with
+    ``step``) set first and ``complete=True`` last, renamed into place only when the block ends."""
+    with atomic_output(path) as tmp, h5py.File(tmp, "w", rdcc_nbytes=16 << 20) as f:
+        f.attrs.update(**attrs, complete=False)
+        yield ActivationWriter(f, attrs["step"], compression, level, shuffle)
+        f.attrs["complete"] = True
 
 
 class ActivationError(RuntimeError):

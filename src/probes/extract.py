@@ -7,12 +7,10 @@ import logging
 import time
 from pathlib import Path
 
-import h5py
 import torch
 import torch.nn.functional as F
 
-from .activations import chunk_rows
-from .atomic import atomic_output
+from .activations import write_activations
 from .capture import capture
 from .checkpoints import load_checkpoint, load_weights
 from .datasets import SPLITS, load_splits
@@ -55,10 +53,6 @@ def extract(
     points = list(settings["points"])
     pools = settings.get("pool", {})
     out = Path(out)
-    # fletcher32: a checksum per chunk, so bytes damaged on disk fail the read instead of giving numbers
-    opts = {"compression": ex["compression"], "shuffle": ex["shuffle"], "fletcher32": True}
-    if ex["compression"] == "gzip":
-        opts["compression_opts"] = ex["compression_level"]
     metrics = {
         "experiment": settings["experiment"],
         "repeat": settings["repeat"],
@@ -66,20 +60,16 @@ def extract(
         "epoch": epoch,
     }
     t0 = last_line = time.time()
-    with atomic_output(out) as tmp, h5py.File(tmp, "w", rdcc_nbytes=16 << 20) as f:
-        f.attrs.update(
-            experiment=settings["experiment"], repeat=settings["repeat"], step=step,
-            model=json.dumps(settings["model"], sort_keys=True),
-            model_fingerprint=model_fingerprint(settings["model"]),
-            data_fingerprint=data_fingerprint(settings["dataset"], settings["repeat"]),
-            points=points, complete=False,
-        )  # fmt: skip
+    attrs = {
+        "experiment": settings["experiment"], "repeat": settings["repeat"], "step": step,
+        "model": json.dumps(settings["model"], sort_keys=True), "model_fingerprint": model_fingerprint(settings["model"]),
+        "data_fingerprint": data_fingerprint(settings["dataset"], settings["repeat"]), "points": points,
+    }  # fmt: skip
+    with write_activations(out, attrs, ex["compression"], ex["compression_level"], ex["shuffle"]) as writer:
         for split in SPLITS:
             x, y = splits[split]
             n = len(x)
-            group = f.create_group(split)
-            group.create_dataset("labels", data=y, fletcher32=True)
-            datasets = {}
+            writer.split(split, y)
             total_loss, correct = 0.0, 0
             with torch.no_grad():
                 for i in range(0, n, ex["batch_size"]):
@@ -91,14 +81,7 @@ def extract(
                     else:  # an output that is not class scores for these labels
                         total_loss, correct = float("nan"), float("nan")
                     for layer, p in enumerate(points):
-                        a = acts[p].float().cpu().numpy()
-                        if p not in datasets:
-                            w = a.shape[1]
-                            datasets[p] = group.create_dataset(
-                                p, shape=(n, w), dtype="f4", chunks=(chunk_rows(w, n), w), **opts
-                            )
-                            datasets[p].attrs.update(point=p, layer_index=layer, width=w, step=step)
-                        datasets[p][i : i + len(a)] = a
+                        writer.rows(split, p, layer, i, acts[p].float().cpu().numpy())
                     if time.time() - last_line >= 60:  # a line a minute at least
                         last_line = time.time()
                         log.info("%s: %d of %d rows (%.1f s)", split, i + len(yb), n, last_line - t0)
@@ -113,7 +96,6 @@ def extract(
                 loss,
                 acc,
             )
-        f.attrs["complete"] = True
     log.info("wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
     if metrics_out is not None:
         write_json(metrics, metrics_out)
