@@ -45,8 +45,8 @@ def test_untrained_mlp_repeats_degrade_with_depth(tiny_run):
         err = [float(r["test_error"]) for r in rows if r["repeat"] == rep]
         assert err[0] < 0.05 and err[-1] > err[0] + 0.05  # separable input, degraded deep layer
         assert all(float(r["activation_norm"]) > 0.1 for r in rows)  # no numerical underflow
-    # repeats draw new data and networks
-    assert len({r["test_error"] for r in rows if r["point"] == "layer4"}) == 2
+    # repeats draw new data and networks (their errors may coincide: 45 of 200 test rows, say)
+    assert len({r["activation_norm"] for r in rows if r["point"] == "layer4"}) == 2
     # points_per_job 3: each checkpoint's 5 probes are fitted by two jobs
     jobs = sorted(p.name for p in (work / "results/tiny_untrained_mlp/r1/probes/step0").glob("*.json"))
     assert jobs == ["input-layer2.json", "layer3-layer4.json"]
