@@ -348,6 +348,7 @@ def test_an_old_mnist_sources_key_is_refused_naming_its_new_place(config):
         validate(config, SCHEMA)
 
 
+@pytest.mark.slow
 def test_a_fashion_mnist_experiment_plans_its_fetch_job_and_an_arrays_one_reads_its_files(tmp_path):
     config = yaml.safe_load((REPO / "workflow/config/tiny.yaml").read_text())
     exp = config["experiments"]["tiny_mlp_plain"]

@@ -5,8 +5,11 @@ named, and an overlay applies onto config.yaml when that is named first."""
 import re
 import shutil
 
+import pytest
 import yaml
 from conftest import REPO, snakemake
+
+pytestmark = pytest.mark.slow  # each runs snakemake -n (6-8 s)
 
 WILDCARD = re.compile(r"\b(experiment|figure|animation)=([A-Za-z0-9_-]+)")
 OUTPUT = re.compile(r"^\s+output: (.*)$", re.MULTILINE)

@@ -54,6 +54,7 @@ def test_paths_with_spaces_run_through_every_rule(tmp_path):
     assert sorted(p.name for p in work.iterdir()) == [".snakemake", "config.yaml", "da ta", "mnist copy", "res ults"]
 
 
+@pytest.mark.slow
 def test_benchmark_rule_quotes_its_paths(tmp_path):
     """The benchmark rule (not in the default target, hours to run): its command as a dry run prints it,
     with the shell's own word splitting shown by printf."""

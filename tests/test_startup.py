@@ -10,6 +10,8 @@ import pytest
 import yaml
 from conftest import REPO, snakemake
 
+pytestmark = pytest.mark.slow  # each runs snakemake -n (2-8 s)
+
 
 @pytest.fixture
 def work(tmp_path) -> Path:
