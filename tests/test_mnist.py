@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from probes.datasets import DatasetError, idx, load_splits, mnist
-from probes.datasets.acquire import md5sum
+from probes.files import file_digest
 
 MNIST = mnist.DOWNLOAD
 NO_DOWNLOAD = {"npm_package": None, "mirrors": []}
@@ -59,7 +59,7 @@ def test_a_file_changed_after_it_was_fetched_is_refused_at_every_read(mnist_dir,
     data = bytearray(labels.read_bytes())
     data[8:3008] = bytes((b + 1) % 10 for b in data[8:3008])
     labels.write_bytes(bytes(data))
-    got = md5sum(labels)
+    got = file_digest(labels, "md5")
     with pytest.raises(DatasetError, match=rf"{labels}: MD5 {got} does not match {MNIST.md5[labels.name]}"):
         idx.load(MNIST, d, "train")
     settings = {"name": "mnist", "n_train": 100, "n_val": 100, "n_test": 100, "split_seed": 0}

@@ -8,12 +8,12 @@ modification time, so touching a file reruns nothing and replacing it reruns its
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 
 from .atomic import atomic_output
+from .files import file_digest
 
 
 def step_regex(pattern: str) -> re.Pattern:
@@ -61,12 +61,9 @@ def content_digest(path: Path, cache: Path | None = None) -> str:
             known = {}
     if known.get(key, {}).get("stamp") == stamp:
         return known[key]["sha256"]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    sha256 = file_digest(path)
     if cache is not None:
-        known[key] = {"stamp": stamp, "sha256": h.hexdigest()}
+        known[key] = {"stamp": stamp, "sha256": sha256}
         with atomic_output(cache) as tmp:
             tmp.write_text(json.dumps(known))
-    return h.hexdigest()
+    return sha256

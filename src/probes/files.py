@@ -31,6 +31,15 @@ def fingerprint(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def file_digest(path: Path | str, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (``hashlib``'s ``algorithm``), read 1 MiB at a time."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_json(obj: object, path: Path) -> None:
     """Write ``obj`` as JSON to ``path`` atomically."""
     with atomic_output(path) as tmp:

@@ -21,17 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import atomic_output
+from ..files import file_digest
 from .base import DatasetError
 
 log = logging.getLogger(__name__)
-
-
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _copy_decompressed(src: Path, dst: Path) -> None:
@@ -118,7 +111,7 @@ class Download:
         tried: dict[str, list[str]] = {name: [] for name in self.files}
 
         def missing() -> list[str]:
-            return [n for n in self.files if not ((out_dir / n).exists() and md5sum(out_dir / n) == self.md5[n])]
+            return [n for n in self.files if not ((out_dir / n).exists() and file_digest(out_dir / n, "md5") == self.md5[n])]
 
         def attempt(label: str, names: list[str], fetch, warn: bool = False) -> None:
             """Fetch ``names`` from one source; ``warn``: say at WARNING why a file did not come from
@@ -132,7 +125,7 @@ class Download:
                         log.warning("%s %s: not taken from %s: %s; trying the next source", self.name, n, label, exc)
                 return
             for n in names:
-                got = md5sum(out_dir / n) if (out_dir / n).exists() else None
+                got = file_digest(out_dir / n, "md5") if (out_dir / n).exists() else None
                 if got != self.md5[n]:
                     tried[n].append(f"{label}: wrong MD5 {got} (expected {self.md5[n]})")
                     if warn:

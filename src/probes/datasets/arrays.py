@@ -17,7 +17,6 @@ input and label rows is refused, naming it, before any job runs; every load chec
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import zipfile
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import fingerprint
+from ..files import file_digest, fingerprint
 from .base import SPLITS, Dataset, DatasetError, Pool, Splits
 
 log = logging.getLogger(__name__)
@@ -202,15 +201,7 @@ class Arrays(Dataset):
         return {s: (x.astype(np.float32), np.searchsorted(values, y).astype(np.int64)) for s, (x, y) in picked.items()}
 
     def fingerprint(self, settings: dict, repeat: int) -> str:
-        return fingerprint({"dataset": settings, "sha256": {str(p): _sha256(p) for p in self.user_files(settings)}})
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return fingerprint({"dataset": settings, "sha256": {str(p): file_digest(p) for p in self.user_files(settings)}})
 
 
 DATASET = Arrays()
