@@ -10,7 +10,7 @@ for download in datasets.DOWNLOADS.values():
             [f"{DATA_DIR}/{download.name}/{f}" for f in download.files],
         params:
             download=download.name,
-            out=f"{DATA_DIR}/{download.name}",
+            out=lambda wildcards, output: Path(output[0]).parent,
             sources=as_json(download.sources(config.get("data", {}).get(download.name))),
         log:
             f"{LOGS}/data/{download.name}.log",

@@ -22,8 +22,10 @@ rule extract:
     threads: 1
     resources:
         mem_mb=3000,
+        # where it runs: how the job runs, not what it makes (a resource: changing it reruns nothing)
+        device=DEVICE,
         runtime=60,
     shell:
         "probes extract --settings {params.settings:q} --checkpoint {input.checkpoint:q}"
         " --data-dir {params.data_dir:q} --out {output.activations:q} --metrics-out {output.metrics:q}"
-        " --threads {threads} --device {DEVICE} > {log:q} 2>&1"
+        " --threads {threads} --device {resources.device} > {log:q} 2>&1"

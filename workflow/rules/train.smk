@@ -21,7 +21,8 @@ rule train:
         # how often to save a resume snapshot: how the job runs, not what it makes (a resource,
         # so changing it reruns nothing; also --set-resources train:snapshot_seconds=N)
         snapshot_seconds=SNAPSHOT_SECONDS,
+        device=DEVICE,
     shell:
         "probes train --settings {params.settings:q} --data-dir {params.data_dir:q} --step {wildcards.step}"
         ' --resume-dir "$(dirname {output:q})" --snapshot-seconds {resources.snapshot_seconds}'
-        " --out {output:q} --threads {threads} --device {DEVICE} > {log:q} 2>&1"
+        " --out {output:q} --threads {threads} --device {resources.device} > {log:q} 2>&1"
