@@ -42,7 +42,10 @@ def main() -> None:
     model = build_model({"factory": "probes.models:MnistConvnet"}).eval()
     x = torch.randn(a.images, 1, 28, 28)
     points = list(model.points)
-    methods = {"hand-written forward": lambda b: hand_points(model, b), "hooks (capture)": lambda b: capture(model, points, b)[0]}
+    methods = {
+        "hand-written forward": lambda b: hand_points(model, b),
+        "hooks (capture)": lambda b: capture(model, points, b)[0],
+    }
     times: dict[str, list[float]] = {k: [] for k in methods}
     with torch.no_grad():
         for _ in range(a.repeats):
@@ -53,8 +56,10 @@ def main() -> None:
                 times[name].append(time.process_time() - t0)
     base = statistics.median(times["hand-written forward"])
     for name, ts in times.items():
-        print(f"{name:22s} median {statistics.median(ts):.3f} s CPU ({a.images} images, {a.repeats} repeats; "
-              f"{statistics.median(ts) / base:.3f}x)")
+        print(
+            f"{name:22s} median {statistics.median(ts):.3f} s CPU ({a.images} images, {a.repeats} repeats; "
+            f"{statistics.median(ts) / base:.3f}x)"
+        )
 
 
 if __name__ == "__main__":

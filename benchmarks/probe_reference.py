@@ -41,20 +41,26 @@ def main() -> None:
     scaler = StandardScaler().fit(x.astype(np.float64))
     xs = {s: scaler.transform(v[0].astype(np.float64)) for s, v in splits.items()}
     std = np.sqrt(scaler.var_)
-    print(f"{a.point}: {x.shape}, feature std median {np.median(std):.3g} (min {std.min():.3g}), mean row norm "
-          f"{np.linalg.norm(x.astype(np.float64), axis=1).mean():.3g}")
-    print(f"pipeline: C={probe['C']:g} ({probe.get('status', '?')}, C_limit {probe.get('C_limit', '?')!r}) train "
-          f"{probe['train_error']:.4f} val {probe['val_error']:.4f} test {probe['test_error']:.4f}, train loss "
-          f"{probe['train_loss']:.4f}, {probe['n_iter']} iterations")
+    print(
+        f"{a.point}: {x.shape}, feature std median {np.median(std):.3g} (min {std.min():.3g}), mean row norm "
+        f"{np.linalg.norm(x.astype(np.float64), axis=1).mean():.3g}"
+    )
+    print(
+        f"pipeline: C={probe['C']:g} ({probe.get('status', '?')}, C_limit {probe.get('C_limit', '?')!r}) train "
+        f"{probe['train_error']:.4f} val {probe['val_error']:.4f} test {probe['test_error']:.4f}, train loss "
+        f"{probe['train_loss']:.4f}, {probe['n_iter']} iterations"
+    )
     rows = []
     for C in sorted(set(a.Cs) | {probe["C"]}):
         t0 = time.process_time()
         clf = LogisticRegression(C=C, tol=a.tol, max_iter=100000).fit(xs["train"], y)
         err = {s: float(np.mean(clf.predict(xs[s]) != splits[s][1])) for s in xs}
         rows.append((C, err))
-        print(f"reference C={C:g}: train {err['train']:.4f} val {err['val']:.4f} test {err['test']:.4f}, objective "
-              f"{objective(clf, xs['train'], y, C):.6f}, {int(np.max(clf.n_iter_))} iterations, "
-              f"{time.process_time() - t0:.1f} s CPU")
+        print(
+            f"reference C={C:g}: train {err['train']:.4f} val {err['val']:.4f} test {err['test']:.4f}, objective "
+            f"{objective(clf, xs['train'], y, C):.6f}, {int(np.max(clf.n_iter_))} iterations, "
+            f"{time.process_time() - t0:.1f} s CPU"
+        )
     best = min(rows, key=lambda r: (r[1]["val"], r[0]))
     print(f"reference validation optimum: C={best[0]:g} (test {best[1]['test']:.4f})")
 

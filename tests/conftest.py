@@ -16,7 +16,9 @@ from probes.datasets import mnist
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path(os.environ.get("PROBES_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
-SHARED_FASHION_MNIST = Path(os.environ.get("PROBES_FASHION_MNIST_DIR", REPO.parent / "shared" / "data" / "fashion-mnist"))
+SHARED_FASHION_MNIST = Path(
+    os.environ.get("PROBES_FASHION_MNIST_DIR", REPO.parent / "shared" / "data" / "fashion-mnist")
+)
 
 
 def pytest_collection_modifyitems(items):

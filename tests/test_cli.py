@@ -84,8 +84,19 @@ def test_merge_is_snakemakes(tmp_path):
 
 def test_every_option_of_every_stage_is_documented():
     [stages] = [a.choices for a in parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    assert sorted(stages) == ["aggregate", "animate", "check-config", "extract", "fetch", "fit", "layers", "plot", "status",
-                             "train", "watch"]
+    assert sorted(stages) == [
+        "aggregate",
+        "animate",
+        "check-config",
+        "extract",
+        "fetch",
+        "fit",
+        "layers",
+        "plot",
+        "status",
+        "train",
+        "watch",
+    ]
     with_settings = set()
     for name, stage in stages.items():
         for action in stage._actions:

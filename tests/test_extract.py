@@ -85,7 +85,12 @@ def test_extraction_refuses_a_checkpoint_of_another_experiment_or_model(extracte
     with pytest.raises(CheckpointError, match=f"{checkpoint}: experiment is 't', expected 'other'"):
         extract({**ex, "experiment": "other"}, checkpoint, data_dir, tmp_path / "a.h5")
     with pytest.raises(CheckpointError, match=f"{checkpoint}: model fingerprint .* does not match"):
-        extract({**ex, "model": {"factory": "probes.models:MnistConvnet", "kwargs": {"fc_units": 256}}}, checkpoint, data_dir, tmp_path / "b.h5")
+        extract(
+            {**ex, "model": {"factory": "probes.models:MnistConvnet", "kwargs": {"fc_units": 256}}},
+            checkpoint,
+            data_dir,
+            tmp_path / "b.h5",
+        )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -30,7 +30,10 @@ from probes.extract import extract
 from probes.probe import fit_points
 from probes.train import train_segment
 
-MODEL = {"factory": "probes.models:MnistConvnet", "kwargs": {"conv1_filters": 4, "conv2_filters": 4, "fc_units": 16}}  # dropout 0.5: RNG used
+MODEL = {
+    "factory": "probes.models:MnistConvnet",
+    "kwargs": {"conv1_filters": 4, "conv2_filters": 4, "fc_units": 16},
+}  # dropout 0.5: RNG used
 TRAIN = {"optimizer": "sgd", "epochs": 40, "batch_size": 64, "lr": 0.01, "lr_decay": 0.95, "momentum": 0.9,
          "weight_decay": 5e-4, "log_every": 50}  # fmt: skip
 

@@ -117,7 +117,9 @@ def test_globs_expand_in_model_order_and_a_pattern_matching_nothing_names_the_ne
     assert expand_points(model, ["fc", "layer1.*", "input"]) == ["input", "layer1.0", "layer1.1", "fc"]
     assert expand_points(model, ["layer1.?.conv", "output"]) == ["layer1.0.conv", "layer1.1.conv", "output"]
     assert expand_points(model, ["**.relu"]) == ["layer1.0.relu", "layer1.1.relu"]
-    with pytest.raises(PointError, match=r"point 'layer1.2' matches no module of Tiny; nearest module paths: \['layer1.1', 'layer1.0'"):
+    with pytest.raises(
+        PointError, match=r"point 'layer1.2' matches no module of Tiny; nearest module paths: \['layer1.1', 'layer1.0'"
+    ):
         expand_points(model, ["layer1.2"])
     with pytest.raises(PointError, match="'shared': its module ran 2 times"):
         capture(model, ["shared"], torch.zeros(1, 1, 5, 5))
@@ -183,5 +185,3 @@ def test_gaussian_separable_data():
     xs = np.vstack([a[s][0] for s in a])
     ys = np.concatenate([a[s][1] for s in a])
     assert LinearSVC(C=1e4, fit_intercept=False, max_iter=100000).fit(xs, ys).score(xs, ys) > 0.995
-
-

@@ -305,7 +305,12 @@ def test_a_single_class_training_split_is_no_fit_and_says_so(tmp_path, n_train):
         for split, sl in (("train", slice(0, n_train)), ("val", slice(100, 200)), ("test", slice(200, 300))):
             f[f"{split}/labels"], f[f"{split}/layer"] = y[sl], x[sl]
     probe = {"Cs": [0.1, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-6, "max_iter": 100}
-    settings = {"experiment": "e", "repeat": 0, "step": 0, "points": [{"point": "layer", "layer_index": 0, "probe": probe}]}
+    settings = {
+        "experiment": "e",
+        "repeat": 0,
+        "step": 0,
+        "points": [{"point": "layer", "layer_index": 0, "probe": probe}],
+    }
     (r,) = fit_points(settings, path, tmp_path / "p.json", tmp_path / "p.npz")
     assert r["status"] == "single_class" and r["converged"] is False and np.isnan(r["C"])
     assert "all of class 2: no probe fitted" in r["warnings"][0] and "constant" not in " ".join(r["warnings"])

@@ -59,7 +59,9 @@ def test_a_module_a_stage_starts_to_import_joins_its_digest(tmp_path):
     assert "warm" not in stage_modules("probe", package=tmp_path)
     (tmp_path / "warm.py").write_text("def start():\n    return 1\n")
     src = (tmp_path / "solver.py").read_text()
-    (tmp_path / "solver.py").write_text(src.replace("import numpy as np\n", "import numpy as np\n\nfrom .warm import start\n", 1))
+    (tmp_path / "solver.py").write_text(
+        src.replace("import numpy as np\n", "import numpy as np\n\nfrom .warm import start\n", 1)
+    )
     modules = stage_modules("probe", package=tmp_path)
     assert "warm" in modules and "warm" not in stage_modules("train", package=tmp_path)
     before = source_digest(*modules, package=tmp_path)

@@ -183,7 +183,7 @@ def test_the_stopping_rule_is_relative_to_the_gradient_at_zero():
     # an absolute tolerance was met 40x farther from the optimum (identity preconditioner)
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 3000)
-    x = ((np.random.default_rng(1).standard_normal((3, 10))[y] + 2 * rng.standard_normal((3000, 10))) * 1e-3)
+    x = (np.random.default_rng(1).standard_normal((3, 10))[y] + 2 * rng.standard_normal((3000, 10))) * 1e-3
     x = x.astype(np.float32)
     C = 1e6
     ref = LogisticRegression(C=C, tol=1e-12, max_iter=100000).fit(x.astype(np.float64), y)

@@ -40,7 +40,11 @@ def test_a_misspelt_experiment_in_an_overlay_is_named(work):
 
 def test_overlays_merge_onto_the_base(work):
     run = snakemake(
-        work, "-n", "results/quick/mnist_convnet/probes.csv", "--configfile", str(work / "config.yaml"),
+        work,
+        "-n",
+        "results/quick/mnist_convnet/probes.csv",
+        "--configfile",
+        str(work / "config.yaml"),
         str(REPO / "workflow/config/quick.yaml"),
     )
     assert run.returncode == 0, run.stderr[-3000:]

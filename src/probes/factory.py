@@ -108,7 +108,9 @@ def build_model(spec: dict):
         check_kwargs(spec["factory"], kwargs)
         raise FactoryError(f"model: {spec['factory']}(**{kwargs}) failed: {exc}") from exc
     if not isinstance(model, nn.Module):
-        raise FactoryError(f"model.factory = {spec['factory']!r} returned a {type(model).__name__}, not a torch nn.Module")
+        raise FactoryError(
+            f"model.factory = {spec['factory']!r} returned a {type(model).__name__}, not a torch nn.Module"
+        )
     return model
 
 

@@ -185,6 +185,7 @@ def running_lines(job: Job, elapsed: float, typical: float | None, now: float) -
 def stage_table(jobs: list[Job], run: SnakemakeRun | None, means: dict[str, float | None]) -> tuple[list[str], dict]:
     """Jobs done, running, failed and left per stage (rule), as lines, and the jobs left per stage."""
     stages = {j.stage for j in jobs} | (set(run.planned) - {"all"} if run else set())  # all: the target
+
     def rank(stage: str) -> int:
         base = "fetch" if stage.startswith("fetch_") else stage
         return STAGE_ORDER.index(base) if base in STAGE_ORDER else len(STAGE_ORDER)

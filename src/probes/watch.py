@@ -57,7 +57,9 @@ class Watcher:
         """Look again; whether the complete checkpoints changed."""
         changed = False
         for name, (directory, pattern) in self.dirs.items():
-            found = find_checkpoints(directory, pattern, f"experiments.{name}.checkpoints") if directory.is_dir() else {}
+            found = (
+                find_checkpoints(directory, pattern, f"experiments.{name}.checkpoints") if directory.is_dir() else {}
+            )
             for step, path in found.items():
                 st = path.stat()
                 stamp = (st.st_size, st.st_mtime_ns)

@@ -111,7 +111,9 @@ class Download:
         tried: dict[str, list[str]] = {name: [] for name in self.files}
 
         def missing() -> list[str]:
-            return [n for n in self.files if not ((out_dir / n).exists() and file_digest(out_dir / n, "md5") == self.md5[n])]
+            return [
+                n for n in self.files if not ((out_dir / n).exists() and file_digest(out_dir / n, "md5") == self.md5[n])
+            ]
 
         def attempt(label: str, names: list[str], fetch, warn: bool = False) -> None:
             """Fetch ``names`` from one source; ``warn``: say at WARNING why a file did not come from
