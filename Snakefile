@@ -29,9 +29,9 @@ if not workflow.overwrite_configfiles:
 
 
 if workflow.overwrite_configfiles:
-    from probes.config import SCHEMA, load_yaml
+    from probes.configfiles import incomplete
 
-    _missing = [key for key in load_yaml(SCHEMA)["required"] if key not in config]
+    _missing = incomplete(config)
     if _missing:
         _here = os.path.abspath(os.curdir)
         _named = " ".join(
@@ -39,9 +39,9 @@ if workflow.overwrite_configfiles:
             for f in workflow.overwrite_configfiles
         )
         raise WorkflowError(
-            f"{_named}: not a whole configuration (no {', '.join(_missing)}). A file given with --configfile "
-            f"replaces config.yaml; to apply an overlay onto config.yaml, name config.yaml first: "
-            f"--configfile config.yaml {_named}"
+            f"{_named}: not a whole configuration (no {_missing}). "
+            "A file given with --configfile replaces config.yaml; to apply an overlay onto config.yaml, name "
+            f"config.yaml first: --configfile config.yaml {_named}"
         )
 
 

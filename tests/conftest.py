@@ -62,7 +62,7 @@ def tiny_config() -> dict:
     config = yaml.safe_load(TINY.read_text())
     source = mnist_source()
     config["results"] = "results"
-    config["data"]["mnist"].update(local_dir=str(source) if source else None, mirrors=[])
+    config.setdefault("data", {}).setdefault("mnist", {}).update(local_dir=str(source) if source else None, mirrors=[])
     return config
 
 

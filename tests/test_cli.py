@@ -55,8 +55,9 @@ def test_check_config_validates_overlays_merged_onto_their_base(tmp_path):
     assert run.stdout == "config.yaml + workflow/config/quick.yaml + workflow/config/videos.yaml: valid\n"
     alone = probes("check-config", "workflow/config/quick.yaml", cwd=REPO)
     assert alone.returncode == 1 and alone.stderr == (
-        "workflow/config/quick.yaml: no data_dir, keep_activations, animations, plot; if it is an overlay, "
-        "check it on its base: probes check-config --base config.yaml workflow/config/quick.yaml\n"
+        "workflow/config/quick.yaml: no dataset or model for experiments mnist_convnet, fig3_untrained_mlp, "
+        "mlp128_plain and 2 more; if it is an overlay, check it on its base: "
+        "probes check-config --base config.yaml workflow/config/quick.yaml\n"
     )
 
 
@@ -116,3 +117,18 @@ def test_a_yaml_syntax_error_is_named_by_file_line_and_column(tmp_path):
         "bad.yaml, line 4, column 4: invalid YAML: expected <block end>, but found '<block mapping start>' "
         "(while parsing a block mapping at line 2, column 3)\n"
     )
+
+
+def test_check_config_resolved_prints_the_config_with_its_defaults(tmp_path):
+    (tmp_path / "lean.yaml").write_text(
+        "experiments:\n  e:\n    dataset: {name: gaussian_separable, dim: 4, n_train: 50, n_val: 20, n_test: 20}\n"
+        "    model: {factory: 'probes.models:DeepMLP', kwargs: {depth: 2, width: 4, n_in: 4, n_classes: 2}}\n"
+        "    train: {epochs: 0}\n    probe: {tol: 1.0e-4}\n"
+    )
+    run = probes("check-config", "--resolved", "lean.yaml", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    resolved = yaml.safe_load(run.stdout)
+    probe = resolved["experiments"]["e"]["probe"]
+    assert probe["tol"] == 1e-4 and probe["solver"] == "preconditioned_lbfgs" and probe["Cs"][0] == 1e-4
+    assert resolved["results"] == "results" and resolved["experiments"]["e"]["checkpoints"] == {"steps": [0, "end"]}
+    assert run.stdout.endswith("# lean.yaml: valid\n")

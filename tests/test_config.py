@@ -1,16 +1,19 @@
 import copy
+import inspect
 from pathlib import Path
 
 import pytest
 
-from probes.config import SCHEMA, ConfigError, Experiment, load_yaml, validate
+from probes.config import SCHEMA, ConfigError, Experiment, fill_defaults, load_yaml, validate
+from probes.estimator import LinearProbe
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def config():
-    return load_yaml(REPO / "config.yaml")
+    """config.yaml with the schema's defaults filled in (as validation fills them)."""
+    return fill_defaults(load_yaml(REPO / "config.yaml"), load_yaml(SCHEMA))
 
 
 def check(config):
@@ -145,3 +148,70 @@ def test_a_model_that_does_not_fit_its_data_is_refused_at_start_up(config, exper
         return
     with pytest.raises(ConfigError, match=message):
         check(config)
+
+
+def test_a_setting_left_out_is_its_schema_default_and_stating_it_changes_no_stage_settings():
+    schema = load_yaml(SCHEMA)
+    lean = {"experiments": {"e": {"dataset": {"name": "mnist", "n_train": 500, "n_val": 100, "n_test": 100},
+                                  "model": {"factory": "probes.models:MnistConvnet"}, "train": {"epochs": 1},
+                                  "probe": {"tol": 1e-4, "overrides": {"input": {"max_iter": 5}}}}}}  # fmt: skip
+    explicit = copy.deepcopy(lean)
+    spec = explicit["experiments"]["e"]
+    spec.update(seed=0, repeats=1, checkpoints={"steps": [0, "end"]}, points="all", pool={},
+                extract={"batch_size": 500, "compression": None, "compression_level": 0, "shuffle": False})  # fmt: skip
+    spec["dataset"]["split_seed"] = 0
+    spec["model"]["kwargs"] = {}
+    spec["train"].update(optimizer="sgd", batch_size=64, lr=0.01, lr_decay=1.0, momentum=0.0, weight_decay=0.0,
+                         log_every=100)  # fmt: skip
+    spec["probe"].update(solver="preconditioned_lbfgs", Cs=[1e-4, 1e-3, 1e-2, 1e-1, 1.0], max_iter=1000,
+                         standardize=True, patience=1, extend_decades=3, random_state=0, select_rows=10000,
+                         whiten_max_width=4096, curvature_max_params=3000, curvature_rows=2000, reduce_rank=True,
+                         memory_budget_mb=6000, warm_start=False, points_per_job=1)  # fmt: skip
+    explicit.update(results="results", data_dir="data", keep_activations=False, device="cpu", snapshot_minutes=10,
+                    data={}, figures={}, animations={}, plot={"dpi": 150})  # fmt: skip
+    assert check(lean) == check(explicit)
+    a, b = Experiment("e", lean), Experiment("e", explicit)
+    assert a.train_settings(0) == b.train_settings(0) and a.extract_settings(0, 0) == b.extract_settings(0, 0)
+    assert [a.probe_settings(p) for p in a.points] == [b.probe_settings(p) for p in b.points]
+    # an override replaces only what it names: the experiment's tol, not the schema's, at the input
+    assert a.probe_settings("input")["max_iter"] == 5 and a.probe_settings("input")["tol"] == 1e-4
+    assert a.spec["probe"]["overrides"] == {"input": {"max_iter": 5}}
+    assert "pattern" not in a.spec["checkpoints"]  # an external experiment's setting only
+    del lean["experiments"]["e"]["train"]["epochs"]
+    with pytest.raises(ConfigError, match=r"experiments\.e\.train.*'epochs' is a required property"):
+        check(fill_defaults(lean, schema))
+
+
+def test_the_estimators_defaults_are_the_workflows():
+    """``LinearProbe()`` is the probe a config's experiment gets when it states no probe setting."""
+    defaults = {k: v["default"] for k, v in load_yaml(SCHEMA)["$defs"]["probe"]["properties"].items()}
+    signature = inspect.signature(LinearProbe.__init__).parameters
+    estimator = {k: signature[k].default for k in defaults if k in signature}
+    assert set(defaults) - set(estimator) == {"memory_budget_mb"}  # the job's, not the estimator's
+    assert {k: list(v) if isinstance(v, tuple) else v for k, v in estimator.items()} == {
+        k: v for k, v in defaults.items() if k in estimator
+    }
+
+
+def test_the_docs_give_every_default_the_schema_gives():
+    """docs/configuration.md's tables name each setting with a default beside its schema default."""
+    import yaml
+
+    text = (REPO / "docs/configuration.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    s = load_yaml(SCHEMA)
+    sections = {"": s, "experiment.": s["$defs"]["experiment"], "train.": s["$defs"]["experiment"]["properties"]["train"],
+                "extract.": s["$defs"]["experiment"]["properties"]["extract"], "probe.": s["$defs"]["probe"],
+                "probe ": s["$defs"]["experiment"]["properties"]["probe"]}  # fmt: skip
+    for where, section in sections.items():
+        for key, spec in section.get("properties", {}).items():
+            if "default" not in spec or spec["default"] == {}:  # an empty mapping: its keys' defaults are checked
+                continue
+            value = (
+                yaml.safe_dump(spec["default"], default_flow_style=True, width=200).strip().removesuffix("...").strip()
+            )
+            value = {"[0.0001, 0.001, 0.01, 0.1, 1.0]": "[1.0e-4, 1.0e-3, 1.0e-2, 1.0e-1, 1.0]", "1.0e-05": "1.0e-5",
+                     "{steps: [0, end]}": "{steps: [0, end]}"}.get(value, value)  # fmt: skip
+            assert any(f"`{key}`" in row and f"`{value}`" in row for row in rows) or any(
+                f"`{key}` `{value}`" in row for row in rows
+            ), f"{where}{key}: default {value} not in docs/configuration.md"

@@ -39,7 +39,7 @@ def test_paths_with_spaces_run_through_every_rule(tmp_path):
     local = work / "mnist copy" / "dir"
     shutil.copytree(source, local)
     config = spaced_config()
-    config["data"]["mnist"].update(local_dir="mnist copy/dir", npm_package=None)
+    config.setdefault("data", {}).setdefault("mnist", {}).update(local_dir="mnist copy/dir", npm_package=None)
     work.mkdir(exist_ok=True)
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(work, "--cores", "2")

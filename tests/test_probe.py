@@ -63,9 +63,9 @@ def test_walk_starts_in_the_middle_and_patience_stops_each_direction():
     noisy = np.where(np.random.default_rng(5).random(800) < 0.3, 0, y)
     xt, xv = x[:400].copy(), x[400:].copy()
     grid = [1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100]
-    full = LinearProbe(Cs=grid, patience=None).fit(xt, noisy[:400], xv, noisy[400:])
+    full = LinearProbe(Cs=grid, solver="lbfgs", patience=None).fit(xt, noisy[:400], xv, noisy[400:])
     assert [r["C"] for r in full.path_] == [1e-1, 1, 10, 100, 1e-2, 1e-3, 1e-4]
-    probe = LinearProbe(Cs=grid, patience=1).fit(xt, noisy[:400], xv, noisy[400:], copy=False)
+    probe = LinearProbe(Cs=grid, solver="lbfgs", patience=1).fit(xt, noisy[:400], xv, noisy[400:], copy=False)
     tried = [r["C"] for r in probe.path_]
     assert tried[0] == 1e-1 and probe.C_ in tried
     up, down = [c for c in tried if c >= 1e-1], [c for c in tried if c < 1e-1]

@@ -26,7 +26,7 @@ def test_digest_ignores_comments_docstrings_and_formatting_but_not_code(tmp_path
     assert cosmetic != src
     (tmp_path / "estimator.py").write_text(cosmetic)
     assert source_digest("estimator", package=tmp_path) == before
-    (tmp_path / "estimator.py").write_text(src.replace("curvature_rows: int = 4000", "curvature_rows: int = 3000", 1))
+    (tmp_path / "estimator.py").write_text(src.replace("curvature_rows: int = 2000", "curvature_rows: int = 3000", 1))
     assert source_digest("estimator", package=tmp_path) != before
 
 

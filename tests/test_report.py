@@ -12,11 +12,14 @@ from docutils import nodes
 from docutils.core import publish_doctree
 from snakemake.iocontainers import Wildcards
 
+from probes.config import SCHEMA, fill_defaults, load_yaml
+
 REPORT = REPO / "workflow/report"
 
 
 def load(name: str) -> dict:
-    return yaml.safe_load((REPO / name).read_text())
+    """A config file as the workflow holds it: the schema's defaults filled in."""
+    return fill_defaults(yaml.safe_load((REPO / name).read_text()), load_yaml(SCHEMA))
 
 
 def render(template: str, config: dict, files=(), **wildcards) -> str:

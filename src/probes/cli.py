@@ -96,11 +96,11 @@ def cmd_status(a: argparse.Namespace) -> None:
 
 
 def cmd_layers(a: argparse.Namespace) -> None:
-    from .config import SCHEMA, ConfigError, load_yaml, validate
+    from .config import SCHEMA, ConfigError, fill_defaults, load_yaml, validate
     from .datasets import input_shape
     from .layers import trace_shapes
 
-    config = load_yaml(a.config)
+    config = fill_defaults(load_yaml(a.config), load_yaml(a.schema or SCHEMA))
     if a.experiment not in config.get("experiments", {}):
         raise ConfigError(f"{a.config}: unknown experiment {a.experiment!r}; known: {', '.join(config['experiments'])}")
     if not a.no_check:
@@ -108,7 +108,7 @@ def cmd_layers(a: argparse.Namespace) -> None:
     spec = config["experiments"][a.experiment]
     ds = spec["dataset"]
     rows = ds["n_train"] + ds["n_val"] + ds["n_test"]
-    records = trace_shapes(spec["model"], input_shape(ds), spec["points"], spec.get("pool", {}), everything=True)
+    records = trace_shapes(spec["model"], input_shape(ds), spec["points"], spec["pool"], everything=True)
     print(f"{a.experiment}: {spec['model']['factory']}, input {input_shape(ds)}, {rows:,} rows a checkpoint "
           "(* = probed)")  # fmt: skip
     print(f"{'':2}{'module path':<40} {'output shape':<20} {'pool':<5} {'width':>9} {'activations':>12}")
@@ -140,8 +140,10 @@ def cmd_watch(a: argparse.Namespace) -> None:
 
 
 def cmd_check_config(a: argparse.Namespace) -> None:
-    from .config import SCHEMA, ConfigError, load_yaml, validate
-    from .configfiles import check_names, merge, read
+    import yaml
+
+    from .config import SCHEMA, ConfigError, validate
+    from .configfiles import check_names, incomplete, merge, read
 
     files = [a.base, *a.files] if a.base else a.files
     source = " + ".join(files)
@@ -150,10 +152,10 @@ def cmd_check_config(a: argparse.Namespace) -> None:
         check_names(layers)
         config = merge([c for _, c in layers])
         schema = a.schema or SCHEMA
-        missing = [key for key in load_yaml(schema)["required"] if key not in config]
+        missing = incomplete(config)
         if missing and not a.base:
             raise ConfigError(
-                f"{source}: no {', '.join(missing)}; if it is an overlay, check it on its base: "
+                f"{source}: no {missing}; if it is an overlay, check it on its base: "
                 f"probes check-config --base config.yaml {' '.join(files)}"
             )
         validate(config, schema, source=source)
@@ -161,7 +163,9 @@ def cmd_check_config(a: argparse.Namespace) -> None:
         raise SystemExit(str(exc)) from None
     except OSError as exc:
         raise SystemExit(f"{exc.filename}: {exc.strerror}") from None
-    print(f"{source}: valid")
+    if a.resolved:
+        print(yaml.safe_dump(config, sort_keys=False), end="")
+    print(f"# {source}: valid" if a.resolved else f"{source}: valid")
 
 
 def _settings(keys: str, rule: str) -> str:
@@ -313,6 +317,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--base", help="merge the files onto this config first (the workflow's: config.yaml)")
     s.add_argument(
         "--schema", help="JSON schema in YAML (default: the package's, src/probes/schema/config.schema.yaml)"
+    )
+    s.add_argument(
+        "--resolved", action="store_true", help="print the valid config as YAML, every default filled in, as it runs"
     )
     s.set_defaults(func=cmd_check_config)
     return p

@@ -1,6 +1,7 @@
 """The workflow's configuration: validation, and what each stage needs of it.
 
-``validate(config, schema)`` checks a config against the JSON schema and the
+``validate(config, schema)`` fills in the schema's defaults (``default:``), so
+a config states only what differs, then checks it against the schema and the
 facts a schema cannot express (probe points a model has, steps within
 training), raising ``ConfigError`` naming the key path, the value and what was
 expected. ``Experiment`` turns one experiment's description into the exact
@@ -9,6 +10,8 @@ settings each stage depends on, so each rule's ``params`` hold no more.
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import shutil
 from dataclasses import dataclass
@@ -37,12 +40,48 @@ def load_yaml(path: Path | str) -> dict:
         return yaml.safe_load(f)
 
 
+@functools.cache
+def schema() -> dict:
+    """The config schema shipped with the package (``SCHEMA``), read once."""
+    return load_yaml(SCHEMA)
+
+
+def fill_defaults(instance, schema: dict, root: dict | None = None):
+    """Set, in place, every setting ``instance`` leaves out that ``schema`` gives a ``default``
+    (a copy of it, itself filled in), through nested mappings (``properties``, ``$ref``,
+    ``additionalProperties``), but not into a mapping marked ``x-no-defaults`` (the per-point
+    probe overrides, which replace only what they name). Returns ``instance``."""
+    root = schema if root is None else root
+    if "$ref" in schema:  # a local reference, "#/$defs/name", beside the schema's own keywords
+        target = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"},
+                  "properties": {**target.get("properties", {}), **schema.get("properties", {})}}  # fmt: skip
+    if not isinstance(instance, dict) or schema.get("x-no-defaults"):
+        return instance
+    properties = schema.get("properties", {})
+    for key, sub in properties.items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            fill_defaults(instance[key], sub, root)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in properties:
+                fill_defaults(value, extra, root)
+    return instance
+
+
 def validate(config: dict, schema_path: Path | str, source: str = "config") -> dict:
-    """Check ``config`` against the schema and cross-field rules; return it unchanged."""
+    """Fill in the schema's defaults (in place), check ``config`` against the schema and
+    cross-field rules, and return it."""
     if "mnist" in config:
         raise ConfigError(f"{source}: mnist: the MNIST sources moved to data.mnist (the same keys: local_dir, "
                           "npm_package, mirrors; each optional); expected no top-level mnist key")  # fmt: skip
     schema = load_yaml(schema_path)
+    fill_defaults(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -138,10 +177,14 @@ def check_fits(exp: Experiment, source: str, results: Path) -> None:
 
 @dataclass(frozen=True)
 class Experiment:
-    """One experiment of the config, with the settings each stage depends on."""
+    """One experiment of the config, with the settings each stage depends on (the config's
+    settings left out are given their schema defaults, in place, as ``validate`` does)."""
 
     name: str
     config: dict
+
+    def __post_init__(self) -> None:
+        fill_defaults(self.config, schema())
 
     @property
     def spec(self) -> dict:
@@ -158,7 +201,7 @@ class Experiment:
 
         cache = Path(self.config["results"]) / ".cache" / "points"
         s = self.spec
-        return point_shapes(s["model"], datasets.input_shape(s["dataset"]), s["points"], s.get("pool", {}), cache,
+        return point_shapes(s["model"], datasets.input_shape(s["dataset"]), s["points"], s["pool"], cache,
                             dataset=f"dataset {s['dataset']['name']!r}")  # fmt: skip
 
     @property
@@ -179,6 +222,13 @@ class Experiment:
         """Whether the checkpoints come from a directory written by someone else's training."""
         return "dir" in self.spec["checkpoints"]
 
+    @property
+    def pattern(self) -> str:
+        """An external experiment's checkpoint file name pattern."""
+        from .external import DEFAULT_PATTERN
+
+        return self.spec["checkpoints"].get("pattern", DEFAULT_PATTERN)
+
     @cached_property
     def found(self) -> dict[int, Path]:
         """An external experiment's checkpoint files by step (``checkpoints.dir`` / ``pattern``)."""
@@ -186,7 +236,7 @@ class Experiment:
 
         ck = self.spec["checkpoints"]
         try:
-            found = find_checkpoints(Path(ck["dir"]), ck.get("pattern", "step{step}.pt"), self._where("checkpoints"))
+            found = find_checkpoints(Path(ck["dir"]), self.pattern, self._where("checkpoints"))
         except ValueError as exc:
             raise ConfigError(
                 f"{exc} (write checkpoints there first, or run `probes watch` while they are written)"
@@ -195,7 +245,7 @@ class Experiment:
             found = {s: p for s, p in found.items() if s in ck["steps"]}
         if not found:
             raise ConfigError(f"{self._where('checkpoints')}: no checkpoint file in {ck['dir']} matches "
-                              f"{ck.get('pattern', 'step{step}.pt')!r}{' among steps ' + str(ck['steps']) if 'steps' in ck else ''}")  # fmt: skip
+                              f"{self.pattern!r}{' among steps ' + str(ck['steps']) if 'steps' in ck else ''}")  # fmt: skip
         return found
 
     def checkpoint_file(self, repeat: int, step: int, results: str) -> str:
@@ -254,12 +304,12 @@ class Experiment:
     def extract_settings(self, repeat: int, step: int) -> dict:
         s = self.spec
         settings = {"experiment": self.name, "repeat": repeat, "model": s["model"], "dataset": s["dataset"],
-                    "points": list(self.points), "pool": s.get("pool", {}), "extract": s["extract"]}  # fmt: skip
+                    "points": list(self.points), "pool": s["pool"], "extract": s["extract"]}  # fmt: skip
         return {**settings, "external": True, "step": step} if self.external else settings
 
     @property
     def probe_overrides(self) -> dict:
-        return self.spec["probe"].get("overrides", {})
+        return self.spec["probe"]["overrides"]
 
     def probe_settings(self, point: str) -> dict:
         """The probe parameters of one point: the experiment's, with the point's overrides."""
@@ -273,7 +323,7 @@ class Experiment:
         A job of one point is named after it; a job of several after its first
         and last point (``layer1-layer16``).
         """
-        k = self.spec["probe"].get("points_per_job", 1)
+        k = self.spec["probe"]["points_per_job"]
         chunks = [self.points[i : i + k] for i in range(0, len(self.points), k)]
         return {c[0] if len(c) == 1 else f"{c[0]}-{c[-1]}": c for c in chunks}
 

@@ -56,6 +56,21 @@ def merge(configs: Sequence[Mapping]) -> dict:
     return out
 
 
+def incomplete(config: Mapping) -> str:
+    """What ``config`` lacks to be a whole configuration on its own, as a phrase (empty: nothing).
+    An overlay lacks some: experiments, or its experiments' dataset or model."""
+    schema = load_yaml(SCHEMA)
+    missing = [key for key in schema["required"] if key not in config]
+    required = schema["$defs"]["experiment"]["required"]
+    entries = config.get("experiments")
+    partial = [n for n, e in (entries.items() if isinstance(entries, Mapping) else ())
+               if isinstance(e, Mapping) and any(k not in e for k in required)]  # fmt: skip
+    if partial:
+        names = ", ".join(partial[:3]) + (f" and {len(partial) - 3} more" if len(partial) > 3 else "")
+        missing.append(f"{' or '.join(required)} for experiment{'s' * (len(partial) > 1)} {names}")
+    return "; ".join(missing)
+
+
 def check_names(layers: Sequence[tuple[str, Mapping | None]]) -> None:
     """Refuse a named entry an overlay adds that lacks most of its required keys even once merged.
 

@@ -128,21 +128,22 @@ class LinearProbe:
     ``curvature_rows`` and ``reduce_rank`` (above ``whiten_max_width``, fit on an
     orthonormal basis of the standardised training rows' span when that has at
     most ``whiten_max_width`` dimensions, as for a linear map of a narrower layer).
+    The defaults are the workflow's (the config schema's ``probe`` defaults, the paper's probes).
     """
 
     def __init__(
         self,
-        Cs: list[float] | tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0),
-        solver: str = "lbfgs",
-        tol: float = 1e-4,
-        max_iter: int = 200,
+        Cs: list[float] | tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+        solver: str = "preconditioned_lbfgs",
+        tol: float = 1e-5,
+        max_iter: int = 1000,
         standardize: bool = True,
         patience: int | None = 1,
         random_state: int = 0,
-        select_rows: int = 0,
+        select_rows: int = 10000,
         whiten_max_width: int = 4096,
         curvature_max_params: int = 3000,
-        curvature_rows: int = 4000,
+        curvature_rows: int = 2000,
         reduce_rank: bool = True,
         extend_decades: int = 3,
     ) -> None:

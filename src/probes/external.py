@@ -15,6 +15,8 @@ from pathlib import Path
 from .atomic import atomic_output
 from .files import file_digest
 
+DEFAULT_PATTERN = "step{step}.pt"  # checkpoints.pattern when not given
+
 
 def step_regex(pattern: str) -> re.Pattern:
     """The regular expression a checkpoint file name pattern stands for."""

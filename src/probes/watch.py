@@ -19,8 +19,8 @@ from pathlib import Path
 import yaml
 
 from .atomic import atomic_output
-from .config import load_yaml
-from .external import find_checkpoints
+from .config import SCHEMA, fill_defaults, load_yaml
+from .external import DEFAULT_PATTERN, find_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Watcher:
     def __init__(self, config: dict, workdir: Path) -> None:
         self.workdir = workdir
         self.dirs = {
-            name: (workdir / spec["checkpoints"]["dir"], spec["checkpoints"].get("pattern", "step{step}.pt"))
+            name: (workdir / spec["checkpoints"]["dir"], spec["checkpoints"].get("pattern", DEFAULT_PATTERN))
             for name, spec in config["experiments"].items()
             if "dir" in spec["checkpoints"]
         }
@@ -90,9 +90,9 @@ def watch(configfile: Path, snakefile: Path, workdir: Path, interval: float = 30
 
     Stops after ``idle_exit`` seconds without a new complete checkpoint (``None``: never, until
     interrupted). Each run's console output goes to ``<results>/logs/watch.log``."""
-    config = load_yaml(configfile)
+    config = fill_defaults(load_yaml(configfile), load_yaml(SCHEMA))
     watcher = Watcher(config, workdir)
-    results = workdir / config.get("results", "results")
+    results = workdir / config["results"]
     overlay_path = results / ".watch" / "overlay.yaml"
     last_change, code = time.time(), 0
     while True:

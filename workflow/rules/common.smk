@@ -30,9 +30,9 @@ EXPERIMENTS = {name: Experiment(name, config) for name in config["experiments"]}
 CODE = {stage: stage_digest(stage) for stage in STAGE_MODULES}
 RUN = f"{RESULTS}/{{experiment}}/r{{repeat}}"
 # where training and extraction run: a resource of those rules, not a param (changing it reruns nothing)
-DEVICE = config.get("device", "cpu")
+DEVICE = config["device"]
 # a training job saves a resume snapshot this often
-SNAPSHOT_SECONDS = round(60 * config.get("snapshot_minutes", 10))
+SNAPSHOT_SECONDS = round(60 * config["snapshot_minutes"])
 
 
 wildcard_constraints:
@@ -127,7 +127,7 @@ def previous_probe_weights(wildcards) -> list[str]:
     """With ``probe.warm_start``, the same probe job's weights at the previous checkpoint (none at the first)."""
     exp = experiment(wildcards)
     step = int(wildcards.step)
-    if not exp.spec["probe"].get("warm_start", False) or step == exp.steps[0]:
+    if not exp.spec["probe"]["warm_start"] or step == exp.steps[0]:
         return []
     prev = exp.steps[exp.steps.index(step) - 1]
     return [PROBE_WEIGHTS.format(experiment=exp.name, repeat=wildcards.repeat, step=prev, job=wildcards.job)]
@@ -167,7 +167,7 @@ def plot_marks(spec: dict) -> str:
 
 
 def chance_arg(spec: dict) -> str:
-    return "" if spec.get("chance") is None else f"--chance {spec['chance']}"
+    return "" if spec["chance"] is None else f"--chance {spec['chance']}"
 
 
 PROBE_JSON = f"{RUN}/probes/step{{step}}/{{job}}.json"

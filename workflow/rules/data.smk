@@ -11,7 +11,7 @@ for download in datasets.DOWNLOADS.values():
         params:
             download=download.name,
             out=lambda wildcards, output: Path(output[0]).parent,
-            sources=as_json(download.sources(config.get("data", {}).get(download.name))),
+            sources=as_json(download.sources(config["data"].get(download.name))),
         log:
             f"{LOGS}/data/{download.name}.log",
         benchmark:
