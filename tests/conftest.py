@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from probes.activations import write_activations
 from probes.datasets import mnist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +46,18 @@ def data_dir(tmp_path_factory) -> Path:
 def mnist_dir(data_dir) -> Path:
     """The directory of the four MNIST files."""
     return data_dir / "mnist"
+
+
+def activation_file(path: Path, points: dict, labels, splits=((0, 500), (500, 700), (700, 900)), step: int = 0,
+                    experiment: str = "e") -> Path:  # fmt: skip
+    """An activation file as ``probes extract`` writes it (``activations.write_activations``): each
+    point's rows ``[start, stop)`` of ``splits`` as train, val and test, with those ``labels``."""
+    with write_activations(path, {"experiment": experiment, "step": step}, None, 0, False) as out:
+        for split, (start, stop) in zip(("train", "val", "test"), splits):
+            out.split(split, labels[start:stop])
+            for i, (point, x) in enumerate(points.items()):
+                out.rows(split, point, i, 0, x[start:stop])
+    return path
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-import h5py
 import pytest
+from conftest import activation_file
 from test_probe import separable
 
 from probes.aggregate import aggregate
@@ -21,13 +21,8 @@ from probes.weights import previous_probes
 def tables(tmp_path):
     """A probes table of 3 steps x 6 layers and its model table, written by the aggregate."""
     x, y = separable(300, d=6, seed=1)
-    path = tmp_path / "act.h5"
-    with h5py.File(path, "w") as f:
-        f.attrs.update(complete=True, experiment="e", step=0)
-        for split, sl in (("train", slice(0, 150)), ("val", slice(150, 225)), ("test", slice(225, 300))):
-            f[f"{split}/labels"] = y[sl]
-            for i in range(1, 7):
-                f[f"{split}/layer{i}"] = x[sl, :i]
+    points = {f"layer{i}": x[:, :i] for i in range(1, 7)}
+    path = activation_file(tmp_path / "act.h5", points, y, splits=((0, 150), (150, 225), (225, 300)))
     probe = {"Cs": [0.1, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-5, "max_iter": 200}
     points = [{"point": f"layer{i}", "layer_index": i, "probe": probe} for i in range(1, 7)]
     fit_points({"experiment": "e", "repeat": 0, "step": 0, "points": points}, path, tmp_path / "p0.json",

@@ -1,8 +1,8 @@
 import json
 
-import h5py
 import numpy as np
 import pytest
+from conftest import activation_file
 from sklearn.linear_model import LogisticRegression
 
 from probes.aggregate import aggregate
@@ -97,13 +97,7 @@ def test_tiny_activations_are_standardised_not_treated_as_constant():
 
 def test_fit_points_reports_non_convergence_and_writes_every_point(tmp_path, caplog):
     x, y = separable(900, d=40, seed=6)
-    path = tmp_path / "act.h5"
-    with h5py.File(path, "w") as f:
-        f.attrs.update(complete=True, experiment="e", step=5)
-        for split, sl in (("train", slice(0, 500)), ("val", slice(500, 700)), ("test", slice(700, 900))):
-            f[f"{split}/labels"] = y[sl]
-            f[f"{split}/layer"] = x[sl]
-            f[f"{split}/half"] = x[sl, :20]
+    path = activation_file(tmp_path / "act.h5", {"layer": x, "half": x[:, :20]}, y, step=5)
     probe = {"Cs": [1.0], "solver": "lbfgs", "tol": 1e-10, "max_iter": 2, "standardize": True,
              "patience": 1, "random_state": 0}  # fmt: skip
     settings = {"experiment": "e", "repeat": 0, "step": 5,
@@ -131,14 +125,8 @@ def test_nan_inf_or_constant_activations_give_chance_level_with_a_warning_and_st
     exploded[7, 2], exploded[650, 0] = np.nan, np.inf  # one NaN in train, one inf in val
     inf_in_test = x.copy()
     inf_in_test[800, 5] = -np.inf
-    path = tmp_path / "act.h5"
-    with h5py.File(path, "w") as f:
-        f.attrs.update(complete=True, experiment="e", step=0)
-        for split, sl in (("train", slice(0, 500)), ("val", slice(500, 700)), ("test", slice(700, 900))):
-            f[f"{split}/labels"] = y[sl]
-            for name, data in (("good", x), ("exploded", exploded), ("inf_test", inf_in_test),
-                               ("constant", np.full_like(x, 3.0))):  # fmt: skip
-                f[f"{split}/{name}"] = data[sl]
+    points = {"good": x, "exploded": exploded, "inf_test": inf_in_test, "constant": np.full_like(x, 3.0)}
+    path = activation_file(tmp_path / "act.h5", points, y)
     probe = {"Cs": [0.1, 1.0], "solver": solver, "tol": 1e-6, "max_iter": 500, "standardize": True,
              "patience": 1, "random_state": 0}  # fmt: skip
     names = ["good", "exploded", "inf_test", "constant"]
@@ -213,12 +201,8 @@ def test_fit_points_warm_starts_each_point_from_the_previous_jobs_weights_or_reu
     x, y = separable(900, d=40, seed=6)
     probe = {"Cs": [0.1, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-6, "max_iter": 1000, "warm_start": True}
     for step, shift in ((0, 0.0), (1, 0.05)):  # "layer" changes between the checkpoints, "same" does not
-        with h5py.File(tmp_path / f"step{step}.h5", "w") as f:
-            f.attrs.update(complete=True, experiment="e", step=step)
-            for split, sl in (("train", slice(0, 500)), ("val", slice(500, 700)), ("test", slice(700, 900))):
-                f[f"{split}/labels"] = y[sl]
-                f[f"{split}/layer"] = x[sl] + np.float32(shift) * x.std(axis=0)
-                f[f"{split}/same"] = x[sl, :20]
+        layer = x + np.float32(shift) * x.std(axis=0)
+        activation_file(tmp_path / f"step{step}.h5", {"layer": layer, "same": x[:, :20]}, y, step=step)
     points = [{"point": "layer", "layer_index": 1, "probe": probe}, {"point": "same", "layer_index": 0, "probe": probe}]
     first = fit_points({"experiment": "e", "repeat": 0, "step": 0, "points": points}, tmp_path / "step0.h5",
                        tmp_path / "p0.json", tmp_path / "p0.npz")  # fmt: skip
@@ -270,11 +254,7 @@ def test_a_probe_is_reused_only_with_warm_start_on_the_same_data_labels_and_sett
     labels = {"step0": y, "step1": y, "step2": y.copy()}
     labels["step2"][800:] = (labels["step2"][800:] + 1) % 3  # test labels only
     for step, lab in labels.items():
-        with h5py.File(tmp_path / f"{step}.h5", "w") as f:
-            f.attrs.update(complete=True, experiment="e", step=int(step[-1]))
-            for split, sl in (("train", slice(0, 500)), ("val", slice(500, 700)), ("test", slice(700, 900))):
-                f[f"{split}/labels"] = lab[sl]
-                f[f"{split}/a"] = f[f"{split}/b"] = x[sl]
+        activation_file(tmp_path / f"{step}.h5", {"a": x, "b": x}, lab, step=int(step[-1]))
     probe = {"Cs": [0.1, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-6, "max_iter": 1000, "warm_start": True}
 
     def run(step: int, points: list, warm_from=None) -> list[str]:
@@ -299,11 +279,7 @@ def test_a_probe_is_reused_only_with_warm_start_on_the_same_data_labels_and_sett
 def test_a_single_class_training_split_is_no_fit_and_says_so(tmp_path, n_train):
     x, y = separable(300, d=6, seed=4)
     y[:n_train] = 2  # one row, or 40 rows of one class
-    path = tmp_path / "act.h5"
-    with h5py.File(path, "w") as f:
-        f.attrs.update(complete=True, experiment="e", step=0)
-        for split, sl in (("train", slice(0, n_train)), ("val", slice(100, 200)), ("test", slice(200, 300))):
-            f[f"{split}/labels"], f[f"{split}/layer"] = y[sl], x[sl]
+    path = activation_file(tmp_path / "act.h5", {"layer": x}, y, splits=((0, n_train), (100, 200), (200, 300)))
     probe = {"Cs": [0.1, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-6, "max_iter": 100}
     settings = {
         "experiment": "e",

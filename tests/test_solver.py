@@ -6,6 +6,7 @@ import logging
 import h5py
 import numpy as np
 import pytest
+from conftest import activation_file
 from sklearn.linear_model import LogisticRegression
 
 from probes.estimator import LinearProbe
@@ -278,11 +279,7 @@ def test_out_of_core_fit_equals_in_memory_fit(tmp_path):
 
 def test_fit_points_streams_a_layer_over_the_memory_budget(tmp_path):
     x, y = correlated(1500, d=64, k=3, seed=5)
-    path = tmp_path / "act.h5"
-    with h5py.File(path, "w") as f:
-        f.attrs.update(complete=True, experiment="e", step=0)
-        for split, sl in (("train", slice(0, 1000)), ("val", slice(1000, 1250)), ("test", slice(1250, 1500))):
-            f[f"{split}/labels"], f[f"{split}/layer"] = y[sl], x[sl]
+    path = activation_file(tmp_path / "act.h5", {"layer": x}, y, splits=((0, 1000), (1000, 1250), (1250, 1500)))
     probe = {"Cs": [0.1, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-6, "max_iter": 5000, "standardize": True,
              "patience": 1, "random_state": 0, "select_rows": 0}  # fmt: skip
     results = {}
