@@ -2,7 +2,7 @@
 
 stem (3x3 conv, BN, ReLU) -> layer1 (two residual blocks) -> layer2 (two blocks, stride 2,
 twice the width) -> global average pool -> fc. Probe it by module path: ``stem``, ``layer1.0``,
-``layer2.1.relu``, ``fc`` (``probes layers <experiment>`` lists them all).
+``layer2.1.bn2``, ``fc`` (``probes layers <experiment>`` lists them all).
 """
 
 from __future__ import annotations

@@ -132,3 +132,12 @@ def test_check_config_resolved_prints_the_config_with_its_defaults(tmp_path):
     assert probe["tol"] == 1e-4 and probe["solver"] == "preconditioned_lbfgs" and probe["Cs"][0] == 1e-4
     assert resolved["results"] == "results" and resolved["experiments"]["e"]["checkpoints"] == {"steps": [0, "end"]}
     assert run.stdout.endswith("# lean.yaml: valid\n")
+
+
+def test_layers_lists_the_points_of_an_experiment_whose_checkpoints_are_not_written_yet(tmp_path):
+    """Points are chosen before a training writes its first checkpoint (the example's first step)."""
+    shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("run"))
+    run = probes("layers", "small_resnet", "--config", "examples/config.yaml", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    probed = [line.split()[1] for line in run.stdout.splitlines() if line.startswith("* ")]
+    assert probed == ["input", "stem", "layer1.0", "layer1.1", "layer2.0", "layer2.1", "fc"]

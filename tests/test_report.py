@@ -114,3 +114,13 @@ def test_captions_say_how_the_experiment_was_trained_and_probed_in_a_table():
     for name in (*full["figures"], *tiny["figures"]):
         config = full if name in full["figures"] else tiny
         assert "{'" not in render("plot.rst", config, figure=name)  # no Python dicts
+
+
+def test_the_report_of_checkpoints_made_elsewhere_names_their_directory():
+    example = load("examples/config.yaml")
+    for template, kw in (("plot.rst", {"figure": "small_resnet"}), ("plot.rst", {"animation": "small_resnet_test_error"}),
+                         ("workflow.rst", {})):  # fmt: skip
+        text = doctree(render(template, example, **kw)).astext()
+        assert "trained elsewhere: checkpoints from examples/run/ckpts" in text, template
+    table = settings(doctree(render("plot.rst", example, figure="small_resnet")))
+    assert table["checkpoints"] == "the files of examples/run/ckpts matching step{step}.pt"

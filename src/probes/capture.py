@@ -1,6 +1,6 @@
 """Probe points by module path: what a model computes at each, captured by forward hooks.
 
-A probe point is a module path as ``model.named_modules()`` spells it (``layer2.1.relu``),
+A probe point is a module path as ``model.named_modules()`` spells it (``layer2.1.bn2``),
 ``input`` (the model's input) or ``output`` (its output). Patterns may be globs, expanded in the model's module order: ``*`` and
 ``?`` stay within one path component (``layer1.*`` is ``layer1.0``, ``layer1.1``, not their
 children), ``**`` spans components (``layer1.**.relu``). ``capture(model, points, x)`` runs one

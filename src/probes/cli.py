@@ -96,15 +96,15 @@ def cmd_status(a: argparse.Namespace) -> None:
 
 
 def cmd_layers(a: argparse.Namespace) -> None:
-    from .config import SCHEMA, ConfigError, fill_defaults, load_yaml, validate
+    from .config import SCHEMA, ConfigError, check_schema, fill_defaults, load_yaml
     from .datasets import input_shape
     from .layers import trace_shapes
 
     config = fill_defaults(load_yaml(a.config), load_yaml(a.schema or SCHEMA))
     if a.experiment not in config.get("experiments", {}):
         raise ConfigError(f"{a.config}: unknown experiment {a.experiment!r}; known: {', '.join(config['experiments'])}")
-    if not a.no_check:
-        validate(config, a.schema or SCHEMA, source=a.config)
+    if not a.no_check:  # the settings, not the checkpoints: points are chosen before a training writes any
+        check_schema(config, a.schema or SCHEMA, source=a.config)
     spec = config["experiments"][a.experiment]
     ds = spec["dataset"]
     rows = ds["n_train"] + ds["n_val"] + ds["n_test"]
@@ -285,7 +285,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("experiment", help="an experiment of the config")
     s.add_argument("--config", default="config.yaml", help="the config file the experiment is in")
     s.add_argument("--schema", help="JSON schema in YAML (default: the package's)")
-    s.add_argument("--no-check", action="store_true", help="skip validating the whole config first")
+    s.add_argument("--no-check", action="store_true", help="skip validating the config's settings first")
     s.set_defaults(func=cmd_layers)
 
     s = sub.add_parser(

@@ -74,12 +74,8 @@ def fill_defaults(instance, schema: dict, root: dict | None = None):
     return instance
 
 
-def validate(config: dict, schema_path: Path | str, source: str = "config") -> dict:
-    """Fill in the schema's defaults (in place), check ``config`` against the schema and
-    cross-field rules, and return it."""
-    if "mnist" in config:
-        raise ConfigError(f"{source}: mnist: the MNIST sources moved to data.mnist (the same keys: local_dir, "
-                          "npm_package, mirrors; each optional); expected no top-level mnist key")  # fmt: skip
+def check_schema(config: dict, schema_path: Path | str, source: str = "config") -> dict:
+    """Fill in the schema's defaults (in place) and check ``config`` against the schema alone."""
     schema = load_yaml(schema_path)
     fill_defaults(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
@@ -91,6 +87,16 @@ def validate(config: dict, schema_path: Path | str, source: str = "config") -> d
             message = e.schema.get("errorMessage", e.message) if isinstance(e.schema, dict) else e.message
             lines.append(f"  {_key(e.absolute_path)} = {value!r}: {message}")
         raise ConfigError(f"{source}: {len(errors)} invalid setting(s):\n" + "\n".join(lines))
+    return config
+
+
+def validate(config: dict, schema_path: Path | str, source: str = "config") -> dict:
+    """Fill in the schema's defaults (in place), check ``config`` against the schema and
+    cross-field rules, and return it."""
+    if "mnist" in config:
+        raise ConfigError(f"{source}: mnist: the MNIST sources moved to data.mnist (the same keys: local_dir, "
+                          "npm_package, mirrors; each optional); expected no top-level mnist key")  # fmt: skip
+    check_schema(config, schema_path, source)
     for name in config["experiments"]:
         exp = Experiment(name, config)
         try:
