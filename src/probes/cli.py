@@ -172,8 +172,8 @@ def _settings(keys: str, rule: str) -> str:
     """The help of a stage's --settings: what the JSON holds and where it comes from."""
     return (
         f"JSON object with {keys}: what the workflow's {rule} rule passes (its params.settings), built from "
-        "one experiment of the config (keys documented in src/probes/schema/config.schema.yaml and README, "
-        "Configuration); `snakemake -n -p <output>` prints a job's exact command"
+        "one experiment of the config, defaults filled in (keys and defaults: src/probes/schema/config.schema.yaml, "
+        "docs/configuration.md); `snakemake -n -p <output>` prints a job's exact command"
     )
 
 
@@ -207,7 +207,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--settings", required=True, help=_settings("experiment, repeat, seed, model, dataset, train", "train")
     )
-    s.add_argument("--data-dir", required=True, help="directory with the MNIST IDX files (unused for generated data)")
+    s.add_argument(
+        "--data-dir",
+        required=True,
+        help="the config's data_dir: each downloaded dataset in <data_dir>/<name>/ (unused for generated data)",
+    )
     s.add_argument("--step", type=int, required=True, help="train to this step (minibatches done) and save")
     s.add_argument("--start", help="checkpoint to continue from")
     s.add_argument(
@@ -230,7 +234,11 @@ def parser() -> argparse.ArgumentParser:
         help=_settings("experiment, repeat, model, dataset, points, pool, extract (+ external, step)", "extract"),
     )
     s.add_argument("--checkpoint", required=True, help="the checkpoint (.pt) to run over the data")
-    s.add_argument("--data-dir", required=True, help="directory with the MNIST IDX files (unused for generated data)")
+    s.add_argument(
+        "--data-dir",
+        required=True,
+        help="the config's data_dir: each downloaded dataset in <data_dir>/<name>/ (unused for generated data)",
+    )
     s.add_argument("--out", required=True, help="the activations file to write (.h5)")
     s.add_argument("--metrics-out", required=True, help="the model's own loss and accuracy per split (.json)")
     s.add_argument("--threads", type=int, default=1, help="torch threads")
