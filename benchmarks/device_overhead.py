@@ -7,7 +7,9 @@ labels from ten of the latent features), it times, in CPU seconds of this proces
 
 - one objective-and-gradient evaluation on every training row (median of ``--evals``);
 - a whole probe at one C (``LinearProbe(Cs=[C])``: feature statistics, whitening up to
-  4,096 columns, L-BFGS to ``--tol``, scoring), alternating the two paths ``--repeats`` times.
+  4,096 columns, L-BFGS to ``--tol``, scoring), alternating the two paths ``--repeats`` times,
+  with its count of evaluations: the two paths round differently, so L-BFGS's line searches
+  take different paths and the whole probe's time differs by that as much as by the overhead.
 
     OMP_NUM_THREADS=1 python benchmarks/device_overhead.py --width 3136 --rows 10000 --C 1e-2
 """
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+import probes.solver
 from probes.arrays import namespace
 from probes.estimator import LinearProbe
 from probes.solver import Rows, _loss_grad, feature_stats
@@ -73,20 +76,28 @@ def main() -> None:
         evals[device] = statistics.median(
             cpu_seconds(lambda: _loss_grad(rows, y, w, b, mean, scale, False))[0] for _ in range(a.evals)
         )
+    calls = {"n": 0}
+
+    def counted(*args, **kw):
+        calls["n"] += 1
+        return _loss_grad(*args, **kw)
+
+    probes.solver._loss_grad = counted  # fit_logistic's evaluations, counted
     fits: dict[str, list] = {"cpu": [], "torch:cpu": []}
     for _ in range(a.repeats):
         for device in fits:
             probe = LinearProbe(Cs=[a.C], solver="preconditioned_lbfgs", tol=a.tol, max_iter=5000, device=device)
+            calls["n"] = 0
             seconds, probe = cpu_seconds(lambda: probe.fit(x, y, xv, yv))
-            fits[device].append((seconds, probe))
-    print("| path | one evaluation (CPU s) | whole probe (CPU s) | iterations | train loss | val error |")
-    print("|---|---:|---:|---:|---:|---:|")
+            fits[device].append((seconds, probe, calls["n"]))
+    print("| path | one evaluation (CPU s) | whole probe (CPU s) | iterations | evaluations | train loss | val error |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for device, runs in fits.items():
-        seconds = statistics.median(s for s, _ in runs)
-        probe = runs[-1][1]
+        seconds = statistics.median(r[0] for r in runs)
+        _, probe, n_evals = runs[-1]
         print(f"| {'NumPy' if device == 'cpu' else 'torch on the CPU'} | {evals[device]:.3f} | {seconds:.1f} | "
-              f"{probe.n_iter_} | {probe.train_loss_:.6g} | {probe.val_error_:.4f} |")  # fmt: skip
-    ratio = statistics.median(s for s, _ in fits["torch:cpu"]) / statistics.median(s for s, _ in fits["cpu"])
+              f"{probe.n_iter_} | {n_evals} | {probe.train_loss_:.6g} | {probe.val_error_:.4f} |")  # fmt: skip
+    ratio = statistics.median(r[0] for r in fits["torch:cpu"]) / statistics.median(r[0] for r in fits["cpu"])
     print(f"\ntorch/NumPy: {evals['torch:cpu'] / evals['cpu']:.2f}x an evaluation, {ratio:.2f}x a probe")
 
 
