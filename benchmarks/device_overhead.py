@@ -5,7 +5,8 @@ formulas through torch instead of NumPy. This measures that overhead only: it sa
 about a GPU. On a synthetic layer (ReLU of a random map of 64 latent features, full rank;
 labels from ten of the latent features), it times, in CPU seconds of this process:
 
-- one objective-and-gradient evaluation on every training row (median of ``--evals``);
+- one objective-and-gradient evaluation on every training row (median of ``--evals``, the two
+  paths alternating);
 - a whole probe at one C (``LinearProbe(Cs=[C])``: feature statistics, whitening up to
   4,096 columns, L-BFGS to ``--tol``, scoring), alternating the two paths ``--repeats`` times,
   with its count of evaluations: the two paths round differently, so L-BFGS's line searches
@@ -54,7 +55,7 @@ def main() -> None:
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--C", type=float, default=1e-2)
     p.add_argument("--tol", type=float, default=1e-5)
-    p.add_argument("--evals", type=int, default=5)
+    p.add_argument("--evals", type=int, default=15)
     p.add_argument("--repeats", type=int, default=1)
     a = p.parse_args()
     threadpool_limits(1)
@@ -69,13 +70,13 @@ def main() -> None:
     mean, scale, _ = feature_stats(Rows(x), False)
     w = np.random.default_rng(3).normal(size=(a.width, a.classes)) * 1e-2
     b = np.zeros(a.classes)
-    evals = {}
-    for device in ("cpu", "torch:cpu"):
-        rows = Rows(x, xp=namespace(device))
-        _loss_grad(rows, y, w, b, mean, scale, False)  # warm up
-        evals[device] = statistics.median(
-            cpu_seconds(lambda: _loss_grad(rows, y, w, b, mean, scale, False))[0] for _ in range(a.evals)
-        )
+    rows = {device: Rows(x, xp=namespace(device)) for device in ("cpu", "torch:cpu")}
+    times: dict[str, list[float]] = {device: [] for device in rows}
+    for i in range(a.evals + 1):  # alternating, so both see the same load; the first pair warms up
+        for device, r in rows.items():
+            seconds = cpu_seconds(lambda: _loss_grad(r, y, w, b, mean, scale, False))[0]
+            times[device] += [seconds] if i else []
+    evals = {device: statistics.median(t) for device, t in times.items()}
     calls = {"n": 0}
 
     def counted(*args, **kw):
