@@ -50,6 +50,8 @@ def test_nothing_changed_nothing_runs(tiny_run, tmp_path):
     assert scheduled(work, config, tmp_path) == set()
     # how often training saves resume snapshots changes no result: nothing reruns either
     assert scheduled(work, {**config, "snapshot_minutes": 3}, tmp_path) == set()
+    # nor where training, extraction and the probe solver run
+    assert scheduled(work, {**config, "device": "auto"}, tmp_path) == set()
 
 
 def test_an_experiments_probe_setting_reruns_its_probes_only(tiny_run, tmp_path):

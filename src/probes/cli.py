@@ -56,11 +56,13 @@ def cmd_extract(a: argparse.Namespace) -> None:
 
 
 def cmd_fit(a: argparse.Namespace) -> None:
+    from .arrays import resolve
     from .probe import fit_points
 
+    device = resolve(a.device)  # a missing CUDA device is an error at once; imports torch before the thread cap
     _threads(a.threads)
     warm = Path(a.warm_start) if a.warm_start else None
-    fit_points(json.loads(a.settings), Path(a.activations), Path(a.out_json), Path(a.out_weights), warm)
+    fit_points(json.loads(a.settings), Path(a.activations), Path(a.out_json), Path(a.out_weights), warm, device)
 
 
 def cmd_aggregate(a: argparse.Namespace) -> None:
@@ -255,7 +257,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out-json", required=True, help="the probes' errors, C and diagnostics (.json)")
     s.add_argument("--out-weights", required=True, help="the probes' weights and biases (.npz)")
     s.add_argument("--warm-start", help="the same job's weights (.npz) at the previous checkpoint, to start from")
-    s.add_argument("--threads", type=int, default=1, help="BLAS threads")
+    s.add_argument("--threads", type=int, default=1, help="BLAS (and torch) threads")
+    s.add_argument("--device", default="cpu", help="where the preconditioned_lbfgs solver multiplies by the "
+                   "activations: cpu (NumPy), cuda, auto (CUDA when available); torch:cpu tests the torch path")  # fmt: skip
     s.set_defaults(func=cmd_fit)
 
     s = sub.add_parser("aggregate", help="collect probe and model metrics into CSV tables")
@@ -337,12 +341,13 @@ def user_error(exc: Exception) -> bool:
     """Whether ``exc`` is one of the project's errors about its inputs (a damaged or mismatched
     file, a bad setting), whose message says what is wrong and where."""
     from .activations import ActivationError
+    from .arrays import DeviceError
     from .config import ConfigError
     from .datasets import DatasetError
     from .factory import FactoryError
     from .files import DamagedFileError
 
-    known = (ActivationError, ConfigError, DamagedFileError, DatasetError, FactoryError, DiskFullError)
+    known = (ActivationError, ConfigError, DamagedFileError, DatasetError, DeviceError, FactoryError, DiskFullError)
     if isinstance(exc, known):
         return True
     torch_errors = [getattr(sys.modules.get(f"probes.{m}"), e, None)  # modules importing torch: only if loaded

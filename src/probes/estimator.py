@@ -22,6 +22,10 @@ stronger regularisation, so the subsample gives the start, not the answer), both
 walks' fits to the rough tolerance ``ROUGH_TOL`` only, and refit the chosen C on
 every row to ``tol``. The stored ``coef_`` / ``intercept_`` act on raw
 (unstandardised) features.
+
+``device`` says where ``preconditioned_lbfgs`` multiplies by the activations: ``cpu``
+(NumPy, the default), ``cuda``, ``auto`` (``cuda`` when available, else ``cpu``), or
+``torch:cpu`` (the torch path on the CPU: for tests and diagnosis). See ``arrays.py``.
 """
 
 from __future__ import annotations
@@ -35,12 +39,15 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from .arrays import NUMPY, namespace
 from .solver import (
+    DEVICE_BLOCK_BYTES,
     Preconditioner,
     Rows,
     feature_stats,
     fit_logistic,
     loss_hessian,
+    on,
     row_space,
 )
 
@@ -70,7 +77,11 @@ def row_summary(x) -> tuple[float, bool]:
 def scores(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
     """Class scores ``x @ coef.T + intercept``, one column per class (scikit-learn keeps a
     single column for binary problems: the first class's score is then 0)."""
-    z = x @ coef.T + intercept
+    return every_class(x @ coef.T + intercept)
+
+
+def every_class(z: np.ndarray) -> np.ndarray:
+    """Scores with the first class's column of zeros added for a binary problem's single one."""
     return np.hstack([np.zeros_like(z), z]) if z.shape[1] == 1 else z
 
 
@@ -80,14 +91,17 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
 
 
 def metrics(coef, intercept, classes, x, y) -> tuple[float, float]:
-    """Error rate and mean cross-entropy of a raw-feature linear model on ``(x, y)``, block by block."""
+    """Error rate and mean cross-entropy of a raw-feature linear model on ``(x, y)``, block by block
+    (the scores on the device of ``Rows`` ``x``; the rest, on ``(rows, classes)``, on the host)."""
     wrong, nll = 0, 0.0
     pos = np.searchsorted(classes, y)
     known = (pos < len(classes)) & (classes[np.minimum(pos, len(classes) - 1)] == y)
     coef, intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
     rows = as_rows(x)
+    xp = rows.xp
+    coef_t, intercept_x = xp.asarray(coef.T), xp.asarray(intercept)
     for sl, block in rows:  # float64: a collapsed layer's raw weights are large and cancel
-        lp = log_softmax(scores(block.astype(np.float64), coef, intercept))
+        lp = log_softmax(every_class(xp.to_host(xp.astype(block, xp.float64) @ coef_t + intercept_x)))
         p, k = pos[sl], known[sl]
         wrong += int(np.sum((lp.argmax(1) != p) | ~k))
         nll -= float(lp[np.arange(len(p))[k], p[k]].sum())
@@ -127,7 +141,11 @@ class LinearProbe:
     (plain standardisation above this width), ``curvature_max_params``,
     ``curvature_rows`` and ``reduce_rank`` (above ``whiten_max_width``, fit on an
     orthonormal basis of the standardised training rows' span when that has at
-    most ``whiten_max_width`` dimensions, as for a linear map of a narrower layer).
+    most ``whiten_max_width`` dimensions, as for a linear map of a narrower layer),
+    ``device`` (``cpu``, ``cuda``, ``auto``, or ``torch:cpu`` to test the torch path;
+    ``arrays.resolve``) and ``device_memory_mb`` (the device memory its matrices may
+    fill; beyond, they are streamed to it block by block; default ``arrays.Torch``'s).
+    scikit-learn's solvers always run on the host.
     The defaults are the workflow's (the config schema's ``probe`` defaults, the paper's probes).
     """
 
@@ -146,6 +164,8 @@ class LinearProbe:
         curvature_rows: int = 2000,
         reduce_rank: bool = True,
         extend_decades: int = 3,
+        device: str = "cpu",
+        device_memory_mb: float | None = None,
     ) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"solver: {solver!r}; expected one of {list(SOLVERS)}")
@@ -154,6 +174,7 @@ class LinearProbe:
         self.select_rows, self.whiten_max_width = select_rows, whiten_max_width
         self.curvature_max_params, self.curvature_rows = curvature_max_params, curvature_rows
         self.reduce_rank, self.extend_decades = reduce_rank, extend_decades
+        self.device, self.device_memory_mb = device, device_memory_mb
 
     def fit(
         self, x, y: np.ndarray, x_val, y_val: np.ndarray, copy: bool = True, init: dict | None = None
@@ -170,11 +191,17 @@ class LinearProbe:
         with ``patience`` the walk may visit, and so choose, other C's than a cold one.
         Sets ``C_``, ``C_limit_`` (``_walk``), ``coef_``, ``intercept_``, ``classes_``,
         ``n_iter_``, ``converged_``, ``path_`` (one record per fit), ``train_error_``,
-        ``train_loss_``, ``val_error_``, ``val_loss_`` and ``fit_seconds_``.
+        ``train_loss_``, ``val_error_``, ``val_loss_``, ``fit_seconds_`` and ``device_``
+        (where the products ran: ``cpu`` for NumPy, else the torch device, as ``torch:cpu``).
         """
         if not len(self.Cs):
             raise ValueError("Cs: empty grid; expected at least one C > 0")
         t0 = time.time()
+        xp = namespace(self.device, self.device_memory_mb, DEVICE_BLOCK_BYTES)  # refuses a missing CUDA
+        if self.solver in SKLEARN_SOLVERS and xp is not NUMPY:
+            log.info("solver %s runs on the host (device %s: preconditioned_lbfgs only)", self.solver, self.device)
+            xp = NUMPY
+        self.device_ = xp.name
         self.path_: list[dict] = []
         self.reduced_rank_: int | None = None
         self.classes_, y_index = np.unique(y, return_inverse=True)
@@ -190,6 +217,7 @@ class LinearProbe:
             best = self._walk(fitter, x_val, y_val, first, start)
             train = metrics(*best["solution"]["std"], self.classes_, x, y)
         else:
+            rows, x_val = on(rows, xp), on(x_val, xp)  # the training rows first to the device's memory
             mean, scale, cov = self._stats(rows, rows.d <= self.whiten_max_width)
             rng = np.random.default_rng(self.random_state)
             fit_rows, fit_mean, fit_scale, basis = rows, mean, scale, None
@@ -199,15 +227,15 @@ class LinearProbe:
             def to_raw(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 return unstandardise((w if basis is None else basis @ w).T, b, mean, scale)
 
-            base = Preconditioner(cov=cov)
+            base = Preconditioner(cov=cov, xp=xp)
             sub_rows, sub_y = fit_rows, y_index
             if 0 < self.select_rows < rows.n:  # walk the grid on a random subsample
                 pick = np.sort(rng.choice(rows.n, self.select_rows, replace=False))
-                sub_rows, sub_y = Rows(fit_rows.take(pick)), y_index[pick]
+                sub_rows, sub_y = Rows(fit_rows.take(pick), xp=xp), y_index[pick]
             hessian_x = None  # rows to measure the loss Hessian on, where it is affordable
             if (fit_rows.d + 1) * (1 if len(self.classes_) == 2 else len(self.classes_)) <= self.curvature_max_params:
                 m = min(self.curvature_rows, sub_rows.n)
-                hessian_x = sub_rows.take(np.sort(rng.choice(sub_rows.n, m, replace=False)))
+                hessian_x = xp.asarray(sub_rows.take(np.sort(rng.choice(sub_rows.n, m, replace=False))))
             stats = (fit_mean, fit_scale, base, hessian_x, to_raw)
             rough, start = max(self.tol, ROUGH_TOL), None
             if first is not None:  # warm: from the given probe, in the coordinates fitted
@@ -259,7 +287,7 @@ class LinearProbe:
         r = basis.shape[1]
         log.info("training rows span %d of %d dimensions: fitting on that basis (%.1f s)", r, rows.d, time.time() - t0)
         self.reduced_rank_ = r
-        z_rows = Rows(z)
+        z_rows = Rows(z, xp=rows.xp)
         z_cov = feature_stats(z_rows, True, standardised=False)[2]  # z is fitted as it is: its raw covariance
         return z_rows, np.zeros(r), np.ones(r), z_cov, basis
 
@@ -396,5 +424,7 @@ class LinearProbe:
         return float(np.mean(self.predict(x) == y))
 
     def error_and_loss(self, x, y: np.ndarray) -> tuple[float, float]:
-        """Error rate and mean cross-entropy on raw (unstandardised) ``(x, y)``."""
-        return metrics(self.coef_, self.intercept_, self.classes_, x, y)
+        """Error rate and mean cross-entropy on raw (unstandardised) ``(x, y)``, on the device the
+        fit ran on (``x`` streamed there: it is read once)."""
+        xp = namespace(self.device_, 0) if getattr(self, "device_", "cpu") != "cpu" else NUMPY
+        return metrics(self.coef_, self.intercept_, self.classes_, on(x, xp, resident=False), y)

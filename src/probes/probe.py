@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .activations import open_point
+from .arrays import resolve
 from .estimator import SKLEARN_SOLVERS, LinearProbe, Rows, as_rows, metrics, row_summary
 from .files import write_json
 from .weights import previous_probes, probe_digest, save_weights
@@ -68,7 +69,9 @@ def prior_probe(classes: np.ndarray, y: np.ndarray, labels: list[np.ndarray], wi
     return fit, {"coef": np.zeros((k, width)), "intercept": intercept}
 
 
-def fit_point(settings: dict, activations: Path, init: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+def fit_point(
+    settings: dict, activations: Path, init: dict | None = None, device: str = "cpu"
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Fit the probe of one (experiment, repeat, checkpoint, point); return its metrics and weights.
 
     ``settings`` holds ``experiment, repeat, step, point, layer_index`` and
@@ -81,7 +84,8 @@ def fit_point(settings: dict, activations: Path, init: dict | None = None) -> tu
     digest is this one's and it converged, and otherwise warm-starts the fit
     (``LinearProbe.fit``). Activations with NaN or infinite entries (an exploded
     model) get no fit: the probe is the constant class-prior classifier, at chance
-    level, with a warning.
+    level, with a warning. ``device`` is where the solver's products run (``LinearProbe``);
+    how the probe is fitted, not what it is, so it is no part of ``settings``.
     """
     point, params = settings["point"], dict(settings["probe"])
     budget_mb = params.pop("memory_budget_mb", 0)
@@ -135,7 +139,7 @@ def fit_point(settings: dict, activations: Path, init: dict | None = None) -> tu
             fit["fit_seconds"] = time.time() - t1
             log.info("%s: activations identical to the previous probe's: its probe reused", where)
         else:
-            probe = LinearProbe(**params).fit(x, y, x_val, y_val, copy=False, init=init)
+            probe = LinearProbe(**params, device=device).fit(x, y, x_val, y_val, copy=False, init=init)
             classes = probe.classes_
             fit = {"C": probe.C_, "n_iter": probe.n_iter_, "converged": probe.converged_, "path": probe.path_,
                    "fit_seconds": probe.fit_seconds_, "train_error": probe.train_error_, "train_loss": probe.train_loss_,
@@ -171,7 +175,12 @@ def fit_point(settings: dict, activations: Path, init: dict | None = None) -> tu
 
 
 def fit_points(
-    settings: dict, activations: Path, out_json: Path, out_weights: Path, warm_from: Path | None = None
+    settings: dict,
+    activations: Path,
+    out_json: Path,
+    out_weights: Path,
+    warm_from: Path | None = None,
+    device: str = "cpu",
 ) -> list[dict]:
     """Fit the probes of one probe job: some points of one (experiment, repeat, checkpoint).
 
@@ -181,15 +190,18 @@ def fit_points(
     ``<point>.classes``, ``<point>.C`` and the rest of ``fit_point``'s record; both
     only once every probe is fitted. ``warm_from``, such an ``.npz`` of the same
     points (the previous checkpoint's job), gives each probe its ``init`` there
-    (none where that probe had no fit: non-finite activations).
+    (none where that probe had no fit: non-finite activations). ``device``: ``fit_point``'s, checked
+    before any probe is fitted (``cuda`` where there is none is an error at once).
     """
+    device = resolve(device)
+    log.info("probe solver device: %s", {"cpu": "cpu (NumPy)"}.get(device, device))
     common = {k: settings[k] for k in ("experiment", "repeat", "step")}
     previous = previous_probes(warm_from, [spec["point"] for spec in settings["points"]]) if warm_from else {}
     results, arrays = [], {}
     for i, spec in enumerate(settings["points"], 1):
         log.info("probe %d/%d: %s%s", i, len(settings["points"]), spec["point"],
                  " (warm start)" if previous.get(spec["point"]) else "")  # fmt: skip
-        result, weights = fit_point({**common, **spec}, activations, previous.get(spec["point"]))
+        result, weights = fit_point({**common, **spec}, activations, previous.get(spec["point"]), device)
         results.append(result)
         arrays.update({f"{spec['point']}.{k}": v for k, v in weights.items()})
     save_weights(arrays, out_weights)

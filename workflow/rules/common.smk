@@ -29,7 +29,8 @@ EXPERIMENTS = {name: Experiment(name, config) for name in config["experiments"]}
 # each rule's params carry the digest of the code its stage runs (src/probes/provenance.py)
 CODE = {stage: stage_digest(stage) for stage in STAGE_MODULES}
 RUN = f"{RESULTS}/{{experiment}}/r{{repeat}}"
-# where training and extraction run: a resource of those rules, not a param (changing it reruns nothing)
+# where training, extraction and the probe solver run: a resource of those rules, not a param (changing
+# it reruns nothing)
 DEVICE = config["device"]
 # a training job saves a resume snapshot this often
 SNAPSHOT_SECONDS = round(60 * config["snapshot_minutes"])

@@ -20,6 +20,9 @@ rule probe:
     resources:
         mem_mb=lambda wc: max(experiment(wc).probe_mem_mb(p) for p in job_points(wc)),
         runtime=lambda wc: sum(10 + experiment(wc).widths[p] // 100 for p in job_points(wc)),
+        # where the solver's products run: how the job runs, not what it makes (a resource: changing it reruns nothing)
+        device=DEVICE,
     shell:
         "probes fit --settings {params.settings:q} --activations {input.activations:q} {params.warm}"
-        " --out-json {output.json:q} --out-weights {output.weights:q} --threads {threads} > {log:q} 2>&1"
+        " --out-json {output.json:q} --out-weights {output.weights:q} --threads {threads}"
+        " --device {resources.device} > {log:q} 2>&1"
