@@ -362,7 +362,7 @@ def test_a_fashion_mnist_experiment_plans_its_fetch_job_and_an_arrays_one_reads_
         },
     }
     config.update(figures={}, animations={})
-    config["data"]["fashion_mnist"] = {"local_dir": "nowhere", "mirrors": []}
+    config.setdefault("data", {})["fashion_mnist"] = {"local_dir": "nowhere", "mirrors": []}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]

@@ -71,7 +71,7 @@ def test_one_points_probe_override_reruns_that_points_probes_only(tiny_run, tmp_
 def test_a_new_checkpoint_trains_extracts_and_probes_only_that_step(tiny_run, tmp_path):
     work, config = tiny_run
     c = copy.deepcopy(config)
-    c["experiments"]["tiny_convnet"]["checkpoints"]["steps"] = [0, 16, "end"]
+    c["experiments"]["tiny_convnet"]["checkpoints"] = {"steps": [0, 16, "end"]}
     new = {("train", wc(experiment="tiny_convnet", repeat=0, step=16)),
            ("extract", wc(experiment="tiny_convnet", repeat=0, step=16))}  # fmt: skip
     assert scheduled(work, c, tmp_path) == new | probes((16,), CONVNET_POINTS) | CONVNET_AGGREGATE | CONVNET_FIGURES
