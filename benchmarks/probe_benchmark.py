@@ -289,7 +289,7 @@ def child_fit(spec: dict) -> dict:
         mean, scale = m[0], m[1]
         del x
         s = np.load(spec["start"])
-        w, b, iterations = sklearn_fit(x64, y, C, 1e-10, 5000, (s["w"], s["b"]))
+        w, b, iterations = sklearn_fit(x64, y, C, 1e-10, spec.get("max_iter", 5000), (s["w"], s["b"]))
         cpu, wall = time.process_time() - t0, time.perf_counter() - w0
         del x64
         x, _ = load(spec["file"], "train", spec["point"], spec.get("rows"))
@@ -385,8 +385,8 @@ def fit_rmsprop(x, y, xv, yv, seed: int, max_epochs: int = 10, patience: int = 3
 
 
 class Runner:
-    def __init__(self, out: Path, timeout: float, resume: bool) -> None:
-        self.out, self.timeout, self.resume = out, timeout, resume
+    def __init__(self, out: Path, timeout: float, resume: bool, reuse_only: bool = False) -> None:
+        self.out, self.timeout, self.resume, self.reuse_only = out, timeout, resume or reuse_only, reuse_only
 
     def run(self, key: str, spec: dict) -> dict | None:
         """Run one child (or reuse its result with ``--resume``); None if it failed or timed out."""
@@ -398,6 +398,9 @@ class Runner:
             res = json.loads(info.read_text())
             print(f"{key}: reused ({res['cpu_s']:.1f} s CPU)", flush=True)
             return res
+        if self.reuse_only:
+            print(f"{key}: not run (--reuse-only)", flush=True)
+            return None
         spec_file = Path(str(base) + ".spec.json")
         spec_file.write_text(json.dumps(spec))
         cmd = [sys.executable, __file__, "child", str(spec_file)]
@@ -446,7 +449,8 @@ def median(values):
 
 
 def run_case(name: str, path: str, point: str, probe: dict, rows: int | None, repeats: int, runner: Runner,
-             methods: tuple[str, ...], from_trace: bool = False) -> tuple[list, list, list]:  # fmt: skip
+             methods: tuple[str, ...], from_trace: bool = False, trace_max_iter: int = 20000,
+             ref_max_iter: int = 5000) -> tuple[list, list, list]:  # fmt: skip
     """One case: the project's walk, then per C the trace run, the reference and the alternated repeats of
     ``methods``, then the C selections. With ``from_trace``, scikit-learn's two lbfgs rows are read off
     the trace run (its stops at their tol: the same iterates) instead of being run again."""
@@ -484,8 +488,11 @@ def run_case(name: str, path: str, point: str, probe: dict, rows: int | None, re
     for which, C in (("chosen", chosen), ("1", 1.0)) if chosen != 1.0 else (("chosen=1", 1.0),):
         tag = f"C{C:g}"
         trace_run = run(f"{tag}.sklearn_trace", {"method": "sklearn_trace", "C": C, "tol": TRACE_TOL,
-                                                 "max_iter": 20000})  # fmt: skip
-        ref = trace_run and run(f"{tag}.reference", {"method": "reference", "C": C, "start": trace_run["result_npz"]})
+                                                 "max_iter": trace_max_iter})  # fmt: skip
+        ref = trace_run and run(
+            f"{tag}.reference",
+            {"method": "reference", "C": C, "start": trace_run["result_npz"], "max_iter": ref_max_iter},
+        )
         if ref is None:
             print(f"{name} C={C:g}: no reference (the trace run or the reference failed); skipped", flush=True)
             continue
@@ -508,6 +515,8 @@ def run_case(name: str, path: str, point: str, probe: dict, rows: int | None, re
         names = [m for m in methods if m != "rmsprop" or which.startswith("chosen")]
         if from_trace:
             names = [m for m in names if m not in ("sklearn_default", "sklearn_tuned")]
+        if tol >= 1e-4:  # its default tol already suffices for scikit-learn: no second intelex run
+            names = [m for m in names if m != "sklearnex_tuned"]
         results = {m: [] for m in names}
         for r in range(repeats):
             order = names[r % len(names) :] + names[: r % len(names)]
@@ -669,7 +678,9 @@ def write_outputs(fit_rows, sel_rows, ref_rows, out: Path, header: str) -> None:
             w.writeheader()
             w.writerows(rows)
     short = [c for c in COLUMNS if c not in ("width", "rows", "settings", "load_avg")]
-    text = [f"<!-- {header} -->", "", "### Single-C fits (medians over repeats; gap relative to the reference)", ""]
+    text = [f"<!-- {header} -->", "", "### CPU seconds to a gap of 1e-4 (in brackets: the gap at its own stop)", ""]
+    text += pivot(fit_rows)
+    text += ["", "### Single-C fits (medians over repeats; gap relative to the reference)", ""]
     text += md_table(fit_rows, short)
     text += ["", "### Settings per method", ""]
     seen = {}
@@ -682,6 +693,32 @@ def write_outputs(fit_rows, sel_rows, ref_rows, out: Path, header: str) -> None:
     text += md_table(ref_rows, REFERENCE_COLUMNS)
     (out / "table.md").write_text("\n".join(text) + "\n")
     plot(fit_rows, out / "benchmark.png", header)
+
+
+def pivot(fit_rows) -> list[str]:
+    """Per case and C, each method's CPU seconds to a gap of 1e-4 ("never" if its run did not reach it),
+    its gap at its own stop, and the fastest method's name."""
+    methods = [m for m in FIT_METHODS if any(r["method"] == m for r in fit_rows)]
+    lines = [
+        "| case (width, rows) | C | " + " | ".join(methods) + " | fastest |",
+        "|---|---|" + "---|" * (len(methods) + 1),
+    ]
+    for case, C in dict.fromkeys((r["case"], r["C"]) for r in fit_rows):
+        by = {r["method"]: r for r in fit_rows if r["case"] == case and r["C"] == C}
+        cells, best = [], None
+        for m in methods:
+            r = by.get(m)
+            if r is None or r.get("cpu_s") is None:
+                cells.append("-")
+                continue
+            t = r.get("cpu_to_gap_1e-4_s")
+            cells.append(f"{'never' if t is None else fmt(t, 'cpu_s')} ({fmt(r.get('gap'), 'gap')})")
+            if t is not None and (best is None or t < best[1]):
+                best = (m, t)
+        first = next(iter(by.values()))
+        lines.append(f"| {case} ({first['width']}, {first['rows']}) | {C:g} | " + " | ".join(cells)
+                     + f" | {best[0] if best else '-'} |")  # fmt: skip
+    return lines
 
 
 def plot(fit_rows, path: Path, header: str) -> None:
@@ -716,7 +753,8 @@ def plot(fit_rows, path: Path, header: str) -> None:
     axes[1].set_ylabel("relative gap at the method's own stop")
     axes[1].set_xticks(np.arange(len(groups)), [f"{c}\nC={C:g}" for c, C in groups], rotation=60, ha="right",
                        fontsize=7)  # fmt: skip
-    fig.suptitle("\n".join(textwrap.wrap(header, 180)), fontsize=6)
+    short = header.split("; command:")[0] + "; the command: in table.md"
+    fig.suptitle("\n".join(textwrap.wrap(short, 180)), fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -735,6 +773,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--case-repeats", action="append", default=[], help="NAME=R: repeats for this case")
     ap.add_argument("--methods", nargs="+", default=list(FIT_METHODS), choices=FIT_METHODS)
+    ap.add_argument(
+        "--max-iter",
+        action="append",
+        default=[],
+        metavar="NAME=TRACE,REFERENCE",
+        help="iteration limits of the case's trace run and reference (default 20000,5000)",
+    )
     ap.add_argument("--case-methods", action="append", default=[], help="NAME=M1,M2: this case's methods")
     ap.add_argument(
         "--sklearn-from-trace",
@@ -746,15 +791,17 @@ def main() -> None:
     ap.add_argument("--out", default="results/probe_benchmark")
     ap.add_argument("--timeout", type=float, default=3600, help="wall seconds a single child may run")
     ap.add_argument("--resume", action="store_true", help="reuse the children's results already in --out/fits")
+    ap.add_argument("--reuse-only", action="store_true", help="tabulate the results in --out/fits; run nothing")
     a = ap.parse_args()
     text = a.probe_settings
     settings = json.loads(Path(text).read_text() if not text.lstrip().startswith("{") else text)
     rows = {k: int(v) for k, v in (s.split("=", 1) for s in a.rows)}
     reps = {k: int(v) for k, v in (s.split("=", 1) for s in a.case_repeats)}
     case_methods = {k: tuple(v.split(",")) for k, v in (s.split("=", 1) for s in a.case_methods)}
+    limits = {k: tuple(int(i) for i in v.split(",")) for k, v in (s.split("=", 1) for s in a.max_iter)}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    runner = Runner(out, a.timeout, a.resume)
+    runner = Runner(out, a.timeout, a.resume, a.reuse_only)
     header = stamp(["python", *sys.argv])
     fit_rows, sel_rows, ref_rows = [], [], []
     for spec in a.case:
@@ -763,7 +810,8 @@ def main() -> None:
         if name not in settings:
             ap.error(f"--case {spec}: no probe settings for {name!r} in --probe-settings (it has {sorted(settings)})")
         f, s, r = run_case(name, path, point, settings[name], rows.get(name), reps.get(name, a.repeats), runner,
-                           case_methods.get(name, tuple(a.methods)), name in a.sklearn_from_trace)  # fmt: skip
+                           case_methods.get(name, tuple(a.methods)), name in a.sklearn_from_trace,
+                           limits.get(name, (20000, 5000))[0], limits.get(name, (20000, 5000))[1])  # fmt: skip
         fit_rows, sel_rows, ref_rows = fit_rows + f, sel_rows + s, ref_rows + r
         write_outputs(fit_rows, sel_rows, ref_rows, out, header)  # after every case: a long run shows progress
     print((out / "table.md").read_text())
