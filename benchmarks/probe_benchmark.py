@@ -394,6 +394,9 @@ class Runner:
         base.parent.mkdir(parents=True, exist_ok=True)
         spec = {**spec, "result": str(base) + ".npz"}
         info = Path(str(base) + ".json")
+        lock = Path(str(base) + ".lock")  # another parent's child on this fit: wait for it, then reuse
+        while lock.exists() and Path(f"/proc/{lock.read_text().strip() or 0}").exists():
+            time.sleep(5)
         if self.resume and info.exists():
             res = json.loads(info.read_text())
             print(f"{key}: reused ({res['cpu_s']:.1f} s CPU)", flush=True)
@@ -405,6 +408,7 @@ class Runner:
         spec_file.write_text(json.dumps(spec))
         cmd = [sys.executable, __file__, "child", str(spec_file)]
         proc = subprocess.Popen(cmd, env={**os.environ, **ONE_THREAD})
+        lock.write_text(str(proc.pid))
         try:
             if proc.wait(timeout=self.timeout):
                 print(f"{key}: FAILED (exit {proc.returncode})", flush=True)
@@ -414,6 +418,8 @@ class Runner:
             proc.wait()
             print(f"{key}: stopped after {self.timeout:.0f} s", flush=True)
             return None
+        finally:
+            lock.unlink(missing_ok=True)
         res = json.loads(info.read_text())
         print(f"{key}: {res['cpu_s']:.1f} s CPU, {res['wall_s']:.1f} s wall, {res['iterations']} iterations",
               flush=True)  # fmt: skip
