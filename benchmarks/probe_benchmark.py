@@ -463,6 +463,9 @@ def run_case(name: str, path: str, point: str, probe: dict, rows: int | None, re
     from probes.estimator import metrics, unstandardise
     from probes.solver import Rows, feature_stats
 
+    if runner.reuse_only and not (runner.out / "fits" / name.replace("/", "_") / "project_walk.r0.json").exists():
+        print(f"{name}: no walk in {runner.out / 'fits'}: not tabulated", flush=True)
+        return [], [], []
     x, y = load(path, "train", point, rows)
     xv, yv = load(path, "val", point)
     xt, yt = load(path, "test", point)
@@ -753,7 +756,8 @@ def plot(fit_rows, path: Path, header: str) -> None:
         axes[1].bar(pos, [max(g, 1e-12) if g is not None else np.nan for g in gaps], width, color=color)
     axes[0].set_yscale("log")
     axes[0].set_ylabel("CPU s to a gap of 1e-4 (x: never; at its total CPU)")
-    axes[0].legend(fontsize=8, ncol=4)
+    if methods:
+        axes[0].legend(fontsize=8, ncol=4)
     axes[1].set_yscale("log")
     axes[1].axhline(TARGET_GAP, color="k", lw=0.8, ls="--")
     axes[1].set_ylabel("relative gap at the method's own stop")

@@ -4,9 +4,10 @@
 # optional benchmark packages: pip install cyanure scikit-learn-intelex.
 
 # (case name, experiment, checkpoint: "first", "last" or a step, point, training rows or None for all):
-# the MNIST convnet's five probe-point classes at initialisation and after training (the three widest
-# on their first 10,000 training rows), a 128-wide layer of the Figure 8 MLP at steps 500 and 5,000,
-# its collapsed layer63, and layer49, whose C lies past the grid's upper end.
+# the MNIST convnet's five probe-point classes at initialisation and after training (conv2_postpool on
+# its first 10,000 training rows, the two full-rank wide points on 5,000), a 128-wide layer of the
+# Figure 8 MLP at steps 500 and 5,000, its collapsed layer63, and layer49, whose C lies past the grid's
+# upper end. The wide points' scikit-learn lbfgs rows are read off their trace run (BENCHMARK_WIDE).
 BENCHMARK_CASES = [
     (f"convnet_{label}/{point}", "mnist_convnet", step, point, rows)
     for label, step in (("init", "first"), ("trained", "last"))
@@ -14,8 +15,8 @@ BENCHMARK_CASES = [
         ("input", None),
         ("fc1_postact", None),
         ("conv2_postpool", 10000),
-        ("conv2_postact", 10000),
-        ("conv1_postact", 10000),
+        ("conv2_postact", 5000),
+        ("conv1_postact", 5000),
     )
 ] + [
     ("mlp128_skip_step500/layer96", "mlp128_skip", 500, "layer96", None),
@@ -24,6 +25,12 @@ BENCHMARK_CASES = [
     ("mlp128_skip_trained/layer49", "mlp128_skip", "last", "layer49", None),
 ]
 BENCHMARK_REPEATS = 3
+BENCHMARK_WIDE = [n for n, *_ in BENCHMARK_CASES if n.endswith(("conv2_postact", "conv1_postact"))]
+BENCHMARK_WIDE_ARGS = " ".join(
+    f"--case-methods {n}=project,cyanure,sklearnex,sklearnex_tuned,rmsprop --sklearn-from-trace {n}"
+    f" --max-iter {n}=3000,1500"
+    for n in BENCHMARK_WIDE
+)
 BENCHMARK_OUT = f"{RESULTS}/probe_benchmark"
 
 
@@ -49,6 +56,7 @@ rule probe_benchmark:
         rows=" ".join(f"--rows {shlex.quote(f'{n}={r}')}" for n, *_, r in BENCHMARK_CASES if r),
         settings=lambda wc: as_json({n: EXPERIMENTS[e].probe_settings(pt) for n, e, _, pt, _ in BENCHMARK_CASES}),
         script=f"{workflow.basedir}/benchmarks/probe_benchmark.py",
+        wide=BENCHMARK_WIDE_ARGS,
         repeats=BENCHMARK_REPEATS,
     log:
         f"{LOGS}/probe_benchmark.log",
@@ -59,5 +67,5 @@ rule probe_benchmark:
         mem_mb=8000,
         runtime=6 * 60,
     shell:
-        "python {params.script:q} --probe-settings {params.settings:q} {params.cases} {params.rows}"
+        "python {params.script:q} --probe-settings {params.settings:q} {params.cases} {params.rows} {params.wide}"
         ' --repeats {params.repeats} --out "$(dirname {output.table:q})" > {log:q} 2>&1'
