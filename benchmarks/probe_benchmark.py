@@ -725,8 +725,11 @@ def pivot(fit_rows) -> list[str]:
             if t is not None and (best is None or t < best[1]):
                 best = (m, t)
         first = next(iter(by.values()))
+        fastest = best[0] if best else "-"
+        if "-" in cells:  # not every method ran: the fastest of those that did
+            fastest += " (of those run)" if best else ""
         lines.append(f"| {case} ({first['width']}, {first['rows']}) | {C:g} | " + " | ".join(cells)
-                     + f" | {best[0] if best else '-'} |")  # fmt: skip
+                     + f" | {fastest} |")  # fmt: skip
     return lines
 
 
