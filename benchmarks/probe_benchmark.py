@@ -706,7 +706,8 @@ def write_outputs(fit_rows, sel_rows, ref_rows, out: Path, header: str) -> None:
 
 def pivot(fit_rows) -> list[str]:
     """Per case and C, each method's CPU seconds to a gap of 1e-4 ("never" if its run did not reach it),
-    its gap at its own stop, and the fastest method's name."""
+    its gap at its own stop, and the fastest method's name ("-": not a method of that case and C, as
+    ``sklearnex_tuned`` where the tuned tol is 1e-4 or looser and ``rmsprop`` at C=1)."""
     methods = [m for m in FIT_METHODS if any(r["method"] == m for r in fit_rows)]
     lines = [
         "| case (width, rows) | C | " + " | ".join(methods) + " | fastest |",
@@ -717,8 +718,8 @@ def pivot(fit_rows) -> list[str]:
         cells, best = [], None
         for m in methods:
             r = by.get(m)
-            if r is None or r.get("cpu_s") is None:
-                cells.append("-")
+            if r is None or r.get("cpu_s") is None:  # not a method of this case and C, or not run
+                cells.append("-" if r is None else "not run")
                 continue
             t = r.get("cpu_to_gap_1e-4_s")
             cells.append(f"{'never' if t is None else fmt(t, 'cpu_s')} ({fmt(r.get('gap'), 'gap')})")
@@ -726,7 +727,7 @@ def pivot(fit_rows) -> list[str]:
                 best = (m, t)
         first = next(iter(by.values()))
         fastest = best[0] if best else "-"
-        if "-" in cells:  # not every method ran: the fastest of those that did
+        if "not run" in cells:  # not every method ran: the fastest of those that did
             fastest += " (of those run)" if best else ""
         lines.append(f"| {case} ({first['width']}, {first['rows']}) | {C:g} | " + " | ".join(cells)
                      + f" | {fastest} |")  # fmt: skip
