@@ -185,23 +185,3 @@ def all_targets() -> list[str]:
     targets += [f"{RESULTS}/animations/{a}.{ext}" for a in config["animations"] for ext in ANIMATION_FORMATS]
     return targets
 
-
-# The probe-fitting benchmark's cases (workflow/rules/benchmark.smk): the layers the performance
-# targets name, four MNIST convnet layers of width 512 to 25,088 at initialisation and after training,
-# and a 128-wide layer of the 128-layer MLP.
-BENCHMARK_CASES = [
-    (f"convnet_{label}/{point}", "mnist_convnet", step, point)
-    for label, step in (("init", "first"), ("trained", "last"))
-    for point in ("fc1_postact", "conv2_postpool", "conv2_postact", "conv1_preact")
-] + [("mlp128_aux_trained/layer64", "mlp128_aux", "last", "layer64")]
-BENCHMARK_OUT = f"{RESULTS}/probe_benchmark"
-
-
-def benchmark_cases() -> list[tuple[str, str, str]]:
-    """(name, activation file, point) of every case, from the experiments in the config."""
-    cases = []
-    for name, exp_name, which, point in BENCHMARK_CASES:
-        exp = named("experiments", exp_name)
-        step = exp.steps[0] if which == "first" else exp.steps[-1]
-        cases.append((name, f"{RESULTS}/{exp_name}/r0/activations/step{step}.h5", point))
-    return cases
