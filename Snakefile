@@ -31,7 +31,8 @@ if not workflow.overwrite_configfiles:
 if workflow.overwrite_configfiles:
     from probes.configfiles import incomplete
 
-    _missing = incomplete(config)
+    # the first file is the base: whole on its own (an overlay's misspelt entry is named by common.smk)
+    _missing = incomplete(read_config(workflow.overwrite_configfiles[0]))
     if _missing:
         _here = os.path.abspath(os.curdir)
         _named = " ".join(
