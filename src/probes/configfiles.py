@@ -15,7 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from .config import SCHEMA, ConfigError, load_yaml
+from .config import ConfigError, load_yaml
+from .config import schema as config_schema
 
 # the config sections of named entries, with each entry's definition in the schema
 SECTIONS = {"experiments": "experiment", "figures": "figure", "animations": "animation"}
@@ -59,7 +60,7 @@ def merge(configs: Sequence[Mapping]) -> dict:
 def incomplete(config: Mapping) -> str:
     """What ``config`` lacks to be a whole configuration on its own, as a phrase (empty: nothing).
     An overlay lacks some: experiments, or its experiments' dataset or model."""
-    schema = load_yaml(SCHEMA)
+    schema = config_schema()
     missing = [key for key in schema["required"] if key not in config]
     required = schema["$defs"]["experiment"]["required"]
     entries = config.get("experiments")
@@ -80,7 +81,7 @@ def check_names(layers: Sequence[tuple[str, Mapping | None]]) -> None:
     """
     if not layers:
         return
-    schema = load_yaml(SCHEMA)
+    schema = config_schema()
     merged = merge([config for _, config in layers])
     base = layers[0][1] or {}
     for section, definition in SECTIONS.items():

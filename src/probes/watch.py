@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from .atomic import atomic_output
-from .config import SCHEMA, fill_defaults, load_yaml
+from .config import fill_defaults, load_yaml, schema
 from .external import DEFAULT_PATTERN, find_checkpoints
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def watch(configfile: Path, snakefile: Path, workdir: Path, interval: float = 30
 
     Stops after ``idle_exit`` seconds without a new complete checkpoint (``None``: never, until
     interrupted). Each run's console output goes to ``<results>/logs/watch.log``."""
-    config = fill_defaults(load_yaml(configfile), load_yaml(SCHEMA))
+    config = fill_defaults(load_yaml(configfile), schema())
     watcher = Watcher(config, workdir)
     results = workdir / config["results"]
     overlay_path = results / ".watch" / "overlay.yaml"
