@@ -104,7 +104,7 @@ def test_a_walk_on_torch_gives_the_numpy_probe(k, seen):
 
 def test_the_whitened_preconditioner_runs_on_torch(seen):
     train, val, test = splits(*correlated(4000, d=30, k=3, seed=11), 2400, 800)
-    both(train, val, test, Cs=[1e-1, 1.0], curvature_max_params=0)
+    both(train, val, test, Cs=[1e-1, 1.0], curvature_max_params=0, whiten="always")
     assert seen["fit_logistic"] == {"whitening on numpy", "whitening on torch resident"}
     assert seen["_loss_grad"] == {"numpy", "torch resident"} and "loss_hessian" not in seen
 

@@ -194,6 +194,44 @@ def test_the_stopping_rule_is_relative_to_the_gradient_at_zero():
     assert objective(probe.coef_, probe.intercept_, x, y, C) - best < 2e-5  # 4.7e-6; was 2.0e-4
 
 
+@pytest.mark.parametrize(
+    "whiten, curvature_max_params, started",
+    [
+        ("always", 3000, {"whitening", "curvature"}),
+        ("always", 0, {"whitening"}),
+        ("curvature", 3000, {"whitening", "curvature"}),  # the loss Hessian takes over: a whitened cold start
+        ("curvature", 0, {"identity"}),  # no loss Hessian: plain standardised L-BFGS, no covariance made
+    ],
+)
+def test_which_fits_are_whitened_and_each_reaches_the_optimum(whiten, curvature_max_params, started, monkeypatch):
+    import probes.estimator as estimator
+
+    kinds, covariances = set(), []
+    real_fit, real_stats = estimator.fit_logistic, estimator.feature_stats
+
+    def fit(rows, y, k, lam, mean, scale, precond, **kw):
+        kinds.add(precond.kind)
+        return real_fit(rows, y, k, lam, mean, scale, precond, **kw)
+
+    def stats(rows, covariance, **kw):
+        covariances.append(covariance)
+        return real_stats(rows, covariance, **kw)
+
+    monkeypatch.setattr(estimator, "fit_logistic", fit)
+    monkeypatch.setattr(estimator, "feature_stats", stats)
+    x, y = noisy(1500, 30, seed=5)
+    probe = LinearProbe(Cs=[0.1, 1.0], solver="preconditioned_lbfgs", tol=1e-6, max_iter=5000, whiten=whiten,
+                        curvature_max_params=curvature_max_params).fit(x, y, x[:500], y[:500])  # fmt: skip
+    assert kinds == started and any(covariances) == ("whitening" in started)
+    mean, scale, _ = feature_stats(Rows(x), False)
+    xs = (x - mean) / scale
+    _, best = reference(xs, y, probe.C_)
+    coef_std, intercept_std = probe.coef_ * scale, probe.intercept_ + probe.coef_ @ mean
+    assert (objective(coef_std, intercept_std, xs, y, probe.C_) - best) / best < 1e-4
+    with pytest.raises(ValueError, match="whiten: 'sometimes'; expected one of"):
+        LinearProbe(whiten="sometimes")
+
+
 def test_probe_with_subsampled_grid_chooses_c_on_all_rows_and_ends_at_the_optimum():
     x, y = noisy(4000, 80, seed=1)
     xv, yv = noisy(2000, 80, seed=2)

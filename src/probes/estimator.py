@@ -54,6 +54,7 @@ from .solver import (
 log = logging.getLogger(__name__)
 SKLEARN_SOLVERS = ("lbfgs", "sag", "saga")
 SOLVERS = (*SKLEARN_SOLVERS, "preconditioned_lbfgs")
+WHITEN = ("always", "curvature")
 ROUGH_TOL = 1e-3  # gradient tolerance of the C walks and of a cold fit's first, curvature-measuring stage
 
 
@@ -138,7 +139,9 @@ class LinearProbe:
     ``preconditioned_lbfgs`` only,
     ``select_rows`` (first walk the grid on this many training rows, then on all
     from the C chosen there; 0 for all rows throughout), ``whiten_max_width``
-    (plain standardisation above this width), ``curvature_max_params``,
+    (plain standardisation above this width), ``whiten`` (which cold fits are whitened:
+    ``always``, every layer up to ``whiten_max_width``; ``curvature``, only those whose warm
+    fits the loss Hessian preconditions, and row-space bases), ``curvature_max_params``,
     ``curvature_rows`` and ``reduce_rank`` (above ``whiten_max_width``, fit on an
     orthonormal basis of the standardised training rows' span when that has at
     most ``whiten_max_width`` dimensions, as for a linear map of a narrower layer),
@@ -160,6 +163,7 @@ class LinearProbe:
         random_state: int = 0,
         select_rows: int = 10000,
         whiten_max_width: int = 4096,
+        whiten: str = "always",
         curvature_max_params: int = 3000,
         curvature_rows: int = 2000,
         reduce_rank: bool = True,
@@ -169,9 +173,11 @@ class LinearProbe:
     ) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"solver: {solver!r}; expected one of {list(SOLVERS)}")
+        if whiten not in WHITEN:
+            raise ValueError(f"whiten: {whiten!r}; expected one of {list(WHITEN)}")
         self.Cs, self.solver, self.tol, self.max_iter = Cs, solver, tol, max_iter
         self.standardize, self.patience, self.random_state = standardize, patience, random_state
-        self.select_rows, self.whiten_max_width = select_rows, whiten_max_width
+        self.select_rows, self.whiten_max_width, self.whiten = select_rows, whiten_max_width, whiten
         self.curvature_max_params, self.curvature_rows = curvature_max_params, curvature_rows
         self.reduce_rank, self.extend_decades = reduce_rank, extend_decades
         self.device, self.device_memory_mb = device, device_memory_mb
@@ -218,7 +224,7 @@ class LinearProbe:
             train = metrics(*best["solution"]["std"], self.classes_, x, y)
         else:
             rows, x_val = on(rows, xp), on(x_val, xp)  # the training rows first to the device's memory
-            mean, scale, cov = self._stats(rows, rows.d <= self.whiten_max_width)
+            mean, scale, cov = self._stats(rows, self._whitens(rows.d, reduced=False))
             rng = np.random.default_rng(self.random_state)
             fit_rows, fit_mean, fit_scale, basis = rows, mean, scale, None
             if rows.d > self.whiten_max_width and self.reduce_rank:  # look for a lower-rank row space
@@ -233,7 +239,7 @@ class LinearProbe:
                 pick = np.sort(rng.choice(rows.n, self.select_rows, replace=False))
                 sub_rows, sub_y = Rows(fit_rows.take(pick), xp=xp), y_index[pick]
             hessian_x = None  # rows to measure the loss Hessian on, where it is affordable
-            if (fit_rows.d + 1) * (1 if len(self.classes_) == 2 else len(self.classes_)) <= self.curvature_max_params:
+            if self._curvature(fit_rows.d):
                 m = min(self.curvature_rows, sub_rows.n)
                 hessian_x = xp.asarray(sub_rows.take(np.sort(rng.choice(sub_rows.n, m, replace=False))))
             stats = (fit_mean, fit_scale, base, hessian_x, to_raw)
@@ -272,6 +278,18 @@ class LinearProbe:
         grid = self.grid()
         return grid[int(np.argmin(np.abs(np.log(grid) - np.log(init["C"]))))]
 
+    def _curvature(self, d: int) -> bool:
+        """Whether warm fits on ``d`` features are preconditioned by the loss Hessian."""
+        return (d + 1) * (1 if len(self.classes_) == 2 else len(self.classes_)) <= self.curvature_max_params
+
+    def _whitens(self, d: int, reduced: bool) -> bool:
+        """Whether fits on ``d`` features (``reduced``: a row-space basis) start whitened. With
+        ``whiten: curvature``, only where the loss Hessian takes over once warm, and on a row-space
+        basis; elsewhere plain standardised L-BFGS (scikit-learn's ``lbfgs`` algorithm), which
+        reaches a 1e-4 gap sooner on the convnet's 512- to 3,136-wide points
+        (docs/probes.md#preconditioning)."""
+        return d <= self.whiten_max_width and (self.whiten == "always" or reduced or self._curvature(d))
+
     def _reduce(self, rows: Rows, mean, scale, cov) -> tuple:
         """``rows`` in an orthonormal basis of their standardised span, if that has at most
         ``whiten_max_width`` dimensions: the rows, mean, scale (0 and 1: nothing to
@@ -288,7 +306,7 @@ class LinearProbe:
         log.info("training rows span %d of %d dimensions: fitting on that basis (%.1f s)", r, rows.d, time.time() - t0)
         self.reduced_rank_ = r
         z_rows = Rows(z, xp=rows.xp)
-        z_cov = feature_stats(z_rows, True, standardised=False)[2]  # z is fitted as it is: its raw covariance
+        z_cov = feature_stats(z_rows, True, standardised=False)[2] if self._whitens(r, reduced=True) else None
         return z_rows, np.zeros(r), np.ones(r), z_cov, basis
 
     def _stats(self, rows: Rows, covariance: bool):
