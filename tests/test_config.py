@@ -165,7 +165,7 @@ def test_a_setting_left_out_is_its_schema_default_and_stating_it_changes_no_stag
                          log_every=100)  # fmt: skip
     spec["probe"].update(solver="preconditioned_lbfgs", Cs=[1e-4, 1e-3, 1e-2, 1e-1, 1.0], max_iter=1000,
                          standardize=True, patience=1, extend_decades=3, random_state=0, select_rows=10000,
-                         whiten_max_width=4096, whiten="always", curvature_max_params=3000, curvature_rows=2000, reduce_rank=True,
+                         whiten_max_width=4096, whiten="curvature", curvature_max_params=3000, curvature_rows=2000, reduce_rank=True,
                          memory_budget_mb=6000, warm_start=False, points_per_job=1)  # fmt: skip
     explicit.update(results="results", data_dir="data", keep_activations=False, device="cpu", snapshot_minutes=10,
                     data={}, figures={}, animations={}, plot={"dpi": 150})  # fmt: skip

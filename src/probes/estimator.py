@@ -13,8 +13,9 @@ last reachable one is flagged (``C_limit_``).
 
 Two solvers minimise the same objective (scikit-learn's, on standardised
 features): scikit-learn's own (``lbfgs``, ``sag``, ``saga``), and
-``preconditioned_lbfgs`` (``solver.py``): L-BFGS in coordinates whitened by the
-feature covariance, reading rows from memory or streaming them from HDF5. The
+``preconditioned_lbfgs`` (``solver.py``): L-BFGS preconditioned by the loss Hessian
+(narrow points, once warm; whitened by the feature covariance before) or on plain
+standardised features, reading rows from memory or streaming them from HDF5. The
 latter may first walk the grid on a random subsample of ``select_rows``
 training rows (at the full data's per-row regularisation), then walk it again on
 every row starting from the subsample's choice and solution (fewer rows prefer
@@ -54,7 +55,7 @@ from .solver import (
 log = logging.getLogger(__name__)
 SKLEARN_SOLVERS = ("lbfgs", "sag", "saga")
 SOLVERS = (*SKLEARN_SOLVERS, "preconditioned_lbfgs")
-WHITEN = ("always", "curvature")
+WHITEN = ("curvature", "always")
 ROUGH_TOL = 1e-3  # gradient tolerance of the C walks and of a cold fit's first, curvature-measuring stage
 
 
@@ -140,8 +141,8 @@ class LinearProbe:
     ``select_rows`` (first walk the grid on this many training rows, then on all
     from the C chosen there; 0 for all rows throughout), ``whiten_max_width``
     (plain standardisation above this width), ``whiten`` (which cold fits are whitened:
-    ``always``, every layer up to ``whiten_max_width``; ``curvature``, only those whose warm
-    fits the loss Hessian preconditions, and row-space bases), ``curvature_max_params``,
+    ``curvature``, only those whose warm fits the loss Hessian preconditions, and row-space
+    bases; ``always``, every layer up to ``whiten_max_width``), ``curvature_max_params``,
     ``curvature_rows`` and ``reduce_rank`` (above ``whiten_max_width``, fit on an
     orthonormal basis of the standardised training rows' span when that has at
     most ``whiten_max_width`` dimensions, as for a linear map of a narrower layer),
@@ -163,7 +164,7 @@ class LinearProbe:
         random_state: int = 0,
         select_rows: int = 10000,
         whiten_max_width: int = 4096,
-        whiten: str = "always",
+        whiten: str = "curvature",
         curvature_max_params: int = 3000,
         curvature_rows: int = 2000,
         reduce_rank: bool = True,

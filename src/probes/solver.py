@@ -10,7 +10,8 @@ and ``S`` is the covariance of the standardised training features. The
 objective and its optimum are unchanged; only the solver's path is: in these
 coordinates the problem is well conditioned, so L-BFGS needs tens of
 iterations where it needs thousands on the correlated activations of a deep
-network. Above ``whiten_max_width`` features the ``d x d`` covariance is too
+network. Which fits are whitened is the estimator's choice (``LinearProbe``'s
+``whiten``); above ``whiten_max_width`` features the ``d x d`` covariance is too
 costly and ``P`` is the identity (plain standardisation).
 
 Rows are read through ``Rows``, block by block, from an in-memory array or an
