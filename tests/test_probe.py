@@ -312,3 +312,31 @@ def test_a_validation_optimum_beyond_the_grid_extends_the_walk_or_is_flagged(sol
     walked = [r["C"] for r in probe.path_]
     assert walked[:3] == [1e-5, 1e-4, 1e-6] and walked[3] == pytest.approx(1e-3)  # the grid, then beyond
     assert probe.C_limit_ == ("upper" if probe.C_ == pytest.approx(1e-1) else "")
+
+
+@pytest.mark.parametrize(
+    "gains, chosen, last",
+    [
+        ((-0.01, 0.01, 0.01), 1.0, 10.0),  # worse past the grid: stop at once
+        ((0.001, 0.01, 0.01), 10.0, 10.0),  # 10 rows better (a standard error is 40): the best, then stop
+        ((0.01, 0.001, 0.01), 100.0, 100.0),  # 100 rows better, then 10: stop there
+        ((0.01, 0.01, 0.01), 1000.0, 1000.0),  # better by a decade to the last reachable: flagged
+    ],
+)
+def test_the_walk_goes_past_the_grid_only_while_each_decade_gains_beyond_noise(gains, chosen, last, monkeypatch):
+    # each C's validation error as given, on 10,000 validation rows (a standard error of 0.004 at 20%)
+    import probes.estimator as estimator
+
+    curve = {0.01: 0.30, 0.1: 0.25, 1.0: 0.20}
+    for C, gain in zip((10.0, 100.0, 1000.0), gains):
+        curve[C] = curve[C / 10] - gain
+    monkeypatch.setattr(estimator, "metrics", lambda coef, intercept, classes, x, y: (curve[coef[0][0]],) * 2)
+
+    def fitter(C, start):
+        return {"coef": np.array([[C]]), "intercept": np.zeros(1)}, 1, True, 100
+
+    probe = LinearProbe(Cs=[0.01, 0.1, 1.0], extend_decades=3)
+    probe.classes_, probe.path_ = np.arange(2), []
+    best = probe._walk(fitter, np.zeros((10000, 1), np.float32), np.zeros(10000))
+    assert best["C"] == chosen and [r["C"] for r in probe.path_][-1] == last
+    assert probe.C_limit_ == ("upper" if chosen == 1000.0 else "")

@@ -111,6 +111,11 @@ def metrics(coef, intercept, classes, x, y) -> tuple[float, float]:
     return wrong / rows.n, (nll / rows.n if known.all() else float("inf"))
 
 
+def noise(error: float, n: int) -> float:
+    """The standard error of an error rate measured on ``n`` rows: sqrt(e (1 - e) / n)."""
+    return float(np.sqrt(error * (1.0 - error) / n))
+
+
 def unstandardise(coef: np.ndarray, intercept: np.ndarray, mean, scale) -> tuple[np.ndarray, np.ndarray]:
     """Raw-feature weights of a standardised model: w.(x - m)/s + b = (w/s).x + (b - (w/s).m)."""
     raw = coef / scale
@@ -333,22 +338,29 @@ class LinearProbe:
         fit at ``first`` starts from ``init`` (or cold), every other from its neighbour's solution.
         Then, while the best C is the largest (smallest) C fitted and at or past that end of
         ``Cs`` (the validation curve has not turned there), fit a decade further, up to
-        ``extend_decades`` past the end. Sets ``C_limit_``: ``"upper"`` / ``"lower"`` when the
-        best C is the last C reachable that way (the optimum may lie beyond), else ``""``."""
+        ``extend_decades`` past the end, for as long as each decade lowers the validation error
+        by more than the previous best's standard error (``noise``): a smaller gain is within
+        the validation split's sampling noise, so the curve has flattened there, and the fits
+        further out (weaker regularisation) are the costliest and the hardest to converge. The
+        best of the C's fitted is the probe. Sets ``C_limit_``: ``"upper"`` / ``"lower"`` when
+        the best C is the last C reachable that way (the optimum may lie beyond), else ``""``."""
         grid, core = self.grid(), sorted(self.Cs)
         lo, hi = grid.index(core[0]), grid.index(core[-1])
         i = grid.index(core[(len(core) - 1) // 2]) if first is None else grid.index(first)
         best: dict | None = None  # ordered by val error, val loss, then smaller C
         records: dict[int, dict] = {}  # by grid index
+        n_val = as_rows(x_val).n
 
-        def visit(j: int, start) -> bool:
-            """Fit ``grid[j]`` from ``start``; whether it is the new best."""
+        def visit(j: int, start, margin: float | None = None) -> bool:
+            """Fit ``grid[j]`` from ``start``; whether it is the new best (given a ``margin``: and
+            its validation error is lower than the previous best's by more than that)."""
             nonlocal best
             record = records[j] = self._fit_and_record(fitter, grid[j], start, x_val, y_val)
             better = best is None or (record["val_error"], record["val_loss"], record["C"]) < (
                 best["val_error"], best["val_loss"], best["C"])  # fmt: skip
+            beyond_noise = margin is None or record["val_error"] < best["val_error"] - margin
             best = record if better else best
-            return better
+            return better and beyond_noise
 
         visit(i, init)
         for step in (1, -1):  # up, then down, within Cs, each stopped by patience
@@ -363,7 +375,9 @@ class LinearProbe:
                 j = grid.index(best["C"])
                 last = max(records) if step == 1 else min(records)
                 past = j >= hi if step == 1 else j <= lo
-                if j != last or not past or not 0 <= j + step < len(grid) or not visit(j + step, best["solution"]):
+                if j != last or not past or not 0 <= j + step < len(grid):
+                    break
+                if not visit(j + step, best["solution"], noise(best["val_error"], n_val)):
                     break
         fixed = len(core) == 1
         self.C_limit_ = "" if fixed else "upper" if best["C"] == grid[-1] else "lower" if best["C"] == grid[0] else ""
