@@ -102,11 +102,13 @@ def cmd_layers(a: argparse.Namespace) -> None:
     from .datasets import input_shape
     from .layers import trace_shapes
 
-    config = fill_defaults(load_yaml(a.config), load_yaml(a.schema or SCHEMA))
+    config, schema = load_yaml(a.config), a.schema or SCHEMA
     if a.experiment not in config.get("experiments", {}):
         raise ConfigError(f"{a.config}: unknown experiment {a.experiment!r}; known: {', '.join(config['experiments'])}")
-    if not a.no_check:  # the settings, not the checkpoints: points are chosen before a training writes any
-        check_schema(config, a.schema or SCHEMA, source=a.config)
+    if a.no_check:
+        fill_defaults(config, load_yaml(schema))
+    else:  # the settings, not the checkpoints: points are chosen before a training writes any
+        check_schema(config, schema, source=a.config)  # defaults filled in too
     spec = config["experiments"][a.experiment]
     ds = spec["dataset"]
     rows = ds["n_train"] + ds["n_val"] + ds["n_test"]

@@ -230,7 +230,7 @@ class LinearProbe:
             train = metrics(*best["solution"]["std"], self.classes_, x, y)
         else:
             rows, x_val = on(rows, xp), on(x_val, xp)  # the training rows first to the device's memory
-            mean, scale, cov = self._stats(rows, self._whitens(rows.d, reduced=False))
+            mean, scale, cov = self._stats(rows, self._whitens(rows.d))
             rng = np.random.default_rng(self.random_state)
             fit_rows, fit_mean, fit_scale, basis = rows, mean, scale, None
             if rows.d > self.whiten_max_width and self.reduce_rank:  # look for a lower-rank row space
@@ -288,13 +288,12 @@ class LinearProbe:
         """Whether warm fits on ``d`` features are preconditioned by the loss Hessian."""
         return (d + 1) * (1 if len(self.classes_) == 2 else len(self.classes_)) <= self.curvature_max_params
 
-    def _whitens(self, d: int, reduced: bool) -> bool:
-        """Whether fits on ``d`` features (``reduced``: a row-space basis) start whitened. With
-        ``whiten: curvature``, only where the loss Hessian takes over once warm, and on a row-space
-        basis; elsewhere plain standardised L-BFGS (scikit-learn's ``lbfgs`` algorithm), which
-        reaches a 1e-4 gap sooner on the convnet's 512- to 3,136-wide points
-        (docs/probes.md#preconditioning)."""
-        return d <= self.whiten_max_width and (self.whiten == "always" or reduced or self._curvature(d))
+    def _whitens(self, d: int) -> bool:
+        """Whether fits on ``d`` features start whitened (a row-space basis always is: ``_reduce``).
+        With ``whiten: curvature``, only where the loss Hessian takes over once warm; elsewhere
+        plain standardised L-BFGS (scikit-learn's ``lbfgs`` algorithm), which reaches a 1e-4 gap
+        sooner on the convnet's 512- to 3,136-wide points (docs/probes.md#preconditioning)."""
+        return d <= self.whiten_max_width and (self.whiten == "always" or self._curvature(d))
 
     def _reduce(self, rows: Rows, mean, scale, cov) -> tuple:
         """``rows`` in an orthonormal basis of their standardised span, if that has at most
@@ -312,7 +311,7 @@ class LinearProbe:
         log.info("training rows span %d of %d dimensions: fitting on that basis (%.1f s)", r, rows.d, time.time() - t0)
         self.reduced_rank_ = r
         z_rows = Rows(z, xp=rows.xp)
-        z_cov = feature_stats(z_rows, True, standardised=False)[2] if self._whitens(r, reduced=True) else None
+        z_cov = feature_stats(z_rows, True, standardised=False)[2]  # z is fitted as it is: its raw covariance
         return z_rows, np.zeros(r), np.ones(r), z_cov, basis
 
     def _stats(self, rows: Rows, covariance: bool):

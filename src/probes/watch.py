@@ -19,8 +19,8 @@ from pathlib import Path
 import yaml
 
 from .atomic import atomic_output
-from .config import fill_defaults, load_yaml, schema
-from .external import DEFAULT_PATTERN, find_checkpoints
+from .config import Experiment, fill_defaults, load_yaml, schema
+from .external import find_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,8 @@ class Watcher:
 
     def __init__(self, config: dict, workdir: Path) -> None:
         self.workdir = workdir
-        self.dirs = {
-            name: (workdir / spec["checkpoints"]["dir"], spec["checkpoints"].get("pattern", DEFAULT_PATTERN))
-            for name, spec in config["experiments"].items()
-            if "dir" in spec["checkpoints"]
-        }
+        experiments = [Experiment(name, config) for name in config["experiments"]]
+        self.dirs = {e.name: (workdir / e.spec["checkpoints"]["dir"], e.pattern) for e in experiments if e.external}
         if not self.dirs:
             raise ValueError("no experiment of the config has checkpoints: {dir, pattern} to watch")
         self.seen: dict[Path, tuple[int, int]] = {}  # the stat of each file at the last poll
