@@ -390,18 +390,28 @@ def fit_logistic(
             log.info("%s: iteration %d, objective %.6g (%.0f s)", name, clock["iterations"],
                      intermediate_result.fun, clock["line"] - t0)  # fmt: skip
 
-    res = minimize(
-        fun,
-        u0,
-        jac=True,
-        method="L-BFGS-B",
-        callback=progress,
-        options={"maxiter": max_iter, "gtol": gtol, "ftol": 64 * np.finfo(float).eps, "maxls": 50},
-    )
+    def descend(u: np.ndarray, gtol: float, max_iter: int):
+        return minimize(fun, u, jac=True, method="L-BFGS-B", callback=progress,
+                        options={"maxiter": max_iter, "gtol": gtol, "ftol": 64 * np.finfo(float).eps,
+                                 "maxls": 50})  # fmt: skip
+
+    res = descend(u0, gtol, max_iter)
+    nit, g_max = res.nit, float(np.abs(g_ref).max())
+    # A cold start's objective is ~log k, far above a near-separable probe's optimum (~1e-3), so the
+    # stop relative to it can be loose (1e-3 above the optimum on the trained convnet's fc1_postact at
+    # C=1): go on from there, each time with a fresh L-BFGS memory, while the objective reached has
+    # at least halved the target and the gradient misses the new one (a target set from an
+    # objective that no longer falls is the float32 objective's noise floor)
+    target = tol * min(1.0, float(res.fun), g_max)
+    while res.status == 0 and nit < max_iter and target < gtol / 2 and np.abs(res.jac).max() > target:
+        gtol = target
+        res = descend(res.x, gtol, max_iter - nit)
+        nit += res.nit
+        target = tol * min(1.0, float(res.fun), g_max)
     theta = to_theta(res.x)
     converged = res.status != 1  # 1: iteration or evaluation limit
     if res.status == 2:
         log.info("L-BFGS ended after %d iterations: the line search found no lower objective "
                  "(the float32 objective's precision) at gradient norm %.2e (tol %.2e)",
-                 res.nit, np.abs(res.jac).max(), gtol)  # fmt: skip
-    return theta[: d * k].reshape(d, k), theta[d * k :], int(res.nit), converged, float(res.fun)
+                 nit, np.abs(res.jac).max(), gtol)  # fmt: skip
+    return theta[: d * k].reshape(d, k), theta[d * k :], int(nit), converged, float(res.fun)
