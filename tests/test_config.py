@@ -158,7 +158,7 @@ def test_a_setting_left_out_is_its_schema_default_and_stating_it_changes_no_stag
     explicit = copy.deepcopy(lean)
     spec = explicit["experiments"]["e"]
     spec.update(seed=0, repeats=1, checkpoints={"steps": [0, "end"]}, points="all", pool={},
-                extract={"batch_size": 500, "compression": None, "compression_level": 0, "shuffle": False})  # fmt: skip
+                extract={"batch_size": 500, "compression": None, "compression_level": 0, "shuffle": False, "dtype": "float32"})  # fmt: skip
     spec["dataset"]["split_seed"] = 0
     spec["model"]["kwargs"] = {}
     spec["train"].update(optimizer="sgd", batch_size=64, lr=0.01, lr_decay=1.0, momentum=0.0, weight_decay=0.0,

@@ -129,7 +129,7 @@ def external_run(tmp_path):
             "model": {"factory": "mymodel.py:build", "kwargs": {"width": 8}},
             "checkpoints": {"dir": "ckpts", "pattern": "step{step}.pt"},
             "points": ["input", "fc1", "act", "output"],
-            "extract": {"batch_size": 100, "compression": None, "compression_level": 0, "shuffle": False},
+            "extract": {"batch_size": 100, "compression": None, "compression_level": 0, "shuffle": False, "dtype": "float32"},
             "probe": {"solver": "preconditioned_lbfgs", "Cs": [0.1, 1.0], "tol": 1e-5, "max_iter": 200,
                       "standardize": True, "patience": 1, "random_state": 0, "select_rows": 0,
                       "points_per_job": 1},

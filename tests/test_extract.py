@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from probes.activations import ActivationError, read_point
+from probes.activations import ActivationError, read_point, write_activations
 from probes.capture import capture
 from probes.checkpoints import CheckpointError
 from probes.datasets import load_splits
@@ -26,7 +26,7 @@ def extracted(tmp_path_factory, data_dir):
     train_segment(settings, data_dir, 0, tmp / "ck0.pt")
     state = train_segment(settings, data_dir, 3, tmp / "ck.pt", start=tmp / "ck0.pt")
     ex = {**{k: settings[k] for k in ("experiment", "repeat", "model", "dataset")}, "points": POINTS,
-          "extract": {"batch_size": 33, "compression": "gzip", "compression_level": 1, "shuffle": True}}  # fmt: skip
+          "extract": {"batch_size": 33, "compression": "gzip", "compression_level": 1, "shuffle": True, "dtype": "float32"}}  # fmt: skip
     metrics = extract(ex, tmp / "ck.pt", data_dir, tmp / "act.h5", tmp / "model.json")
     return tmp / "act.h5", state, load_splits(ds, data_dir), metrics
 
@@ -81,7 +81,7 @@ def test_extraction_refuses_a_checkpoint_of_another_experiment_or_model(extracte
     checkpoint = path.parent / "ck.pt"
     ex = {"experiment": "t", "repeat": 0, "model": {"factory": "probes.models:MnistConvnet"}, "dataset": state["dataset"],
           "points": ["input"], "extract": {"batch_size": 50, "compression": None, "compression_level": 1,
-                                           "shuffle": False}}  # fmt: skip
+                                           "shuffle": False, "dtype": "float32"}}  # fmt: skip
     with pytest.raises(CheckpointError, match=f"{checkpoint}: experiment is 't', expected 'other'"):
         extract({**ex, "experiment": "other"}, checkpoint, data_dir, tmp_path / "a.h5")
     with pytest.raises(CheckpointError, match=f"{checkpoint}: model fingerprint .* does not match"):
@@ -98,7 +98,7 @@ def test_a_byte_damaged_on_disk_fails_the_read_naming_file_and_dataset(extracted
     path, state, _, _ = extracted
     ex = {"experiment": "t", "repeat": 0, "model": {"factory": "probes.models:MnistConvnet"}, "dataset": state["dataset"],
           "points": ["input", "fc1_postact"], "extract": {"batch_size": 100, "compression": None,
-                                                          "compression_level": 1, "shuffle": False}}  # fmt: skip
+                                                          "compression_level": 1, "shuffle": False, "dtype": "float32"}}  # fmt: skip
     extract(ex, path.parent / "ck.pt", data_dir, tmp_path / "plain.h5")  # uncompressed: only the checksum can tell
     raw = bytearray((tmp_path / "plain.h5").read_bytes())
     with h5py.File(tmp_path / "plain.h5") as f:
@@ -109,3 +109,38 @@ def test_a_byte_damaged_on_disk_fails_the_read_naming_file_and_dataset(extracted
     with pytest.raises(ActivationError, match=f"{tmp_path / 'flipped.h5'}: train/fc1_postact is damaged"):
         read_point(tmp_path / "flipped.h5", "train", "fc1_postact")
     assert read_point(tmp_path / "flipped.h5", "val", "fc1_postact")[0].shape == (70, 512)  # the rest reads
+
+
+def test_float16_files_read_back_as_float32_at_float16_precision_and_refuse_values_beyond_its_range(
+    extracted, tmp_path, data_dir
+):
+    path, state, _, _ = extracted
+    ex = {"experiment": "t", "repeat": 0, "model": {"factory": "probes.models:MnistConvnet"}, "dataset": state["dataset"],
+          "points": ["input", "conv2_postpool"], "extract": {"batch_size": 100, "compression": None,
+                                                          "compression_level": 1, "shuffle": False, "dtype": "float16"}}  # fmt: skip
+    extract(ex, path.parent / "ck.pt", data_dir, tmp_path / "half.h5")
+    with h5py.File(tmp_path / "half.h5") as f:
+        assert f["train/conv2_postpool"].dtype == np.float16 and f["train/conv2_postpool"].fletcher32
+    for point in ex["points"]:
+        full, _ = read_point(path, "train", point)
+        half, _ = read_point(tmp_path / "half.h5", "train", point)
+        assert half.dtype == np.float32
+        np.testing.assert_array_equal(half, full.astype(np.float16).astype(np.float32))
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=(40, 3)).astype(np.float32)
+    collapsed = (1.0 + 1e-6 * rng.normal(size=(40, 3))).astype(np.float32)  # a spread float16 rounds away
+    with write_activations(tmp_path / "mixed.h5", {"step": 0}, None, 0, False, "float16") as out:
+        for split in ("train", "val"):
+            out.split(split, np.zeros(20, np.int64))
+            for i, (point, x) in enumerate((("normal", normal), ("collapsed", collapsed))):
+                out.rows(split, point, i, 0, x[:20] if split == "train" else x[20:])
+    with h5py.File(tmp_path / "mixed.h5") as f:
+        assert [f[f"{s}/normal"].dtype for s in ("train", "val")] == [np.float16] * 2
+        assert [f[f"{s}/collapsed"].dtype for s in ("train", "val")] == [np.float32] * 2
+    np.testing.assert_array_equal(read_point(tmp_path / "mixed.h5", "val", "collapsed")[0], collapsed[20:])
+    with pytest.raises(ActivationError, match=r"train/big: values up to 7e\+04 .* exceed float16's range"):
+        with write_activations(tmp_path / "big.h5", {"step": 0}, None, 0, False, "float16") as out:
+            out.split("train", np.zeros(4, np.int64))
+            out.rows("train", "big", 0, 0, np.array([[1.0], [2.0]], np.float32))
+            out.rows("train", "big", 0, 2, np.array([[3.0], [7e4]], np.float32))
+    assert not (tmp_path / "big.h5").exists()

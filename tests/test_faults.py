@@ -116,7 +116,7 @@ def test_killed_extraction_and_probe_jobs_leave_nothing_that_looks_complete(tmp_
     train_segment(s, data_dir, 0, tmp_path / "step0.pt")
     ex = {**{k: s[k] for k in ("experiment", "repeat", "model", "dataset")},
           "points": ["input", "conv1_preact", "fc1_postact", "logits"],
-          "extract": {"batch_size": 100, "compression": "lzf", "compression_level": 1, "shuffle": False}}  # fmt: skip
+          "extract": {"batch_size": 100, "compression": "lzf", "compression_level": 1, "shuffle": False, "dtype": "float32"}}  # fmt: skip
     act, part = tmp_path / "act.h5", tmp_path / "act.part.h5"
     cmd = cli("extract", "--settings", json.dumps(ex), "--checkpoint", str(tmp_path / "step0.pt"),
               "--data-dir", str(data_dir), "--out", str(act), "--metrics-out", str(tmp_path / "model.json"))  # fmt: skip
@@ -155,7 +155,7 @@ def test_full_disk_during_extraction_is_reported_and_leaves_no_file(tmp_path, da
     s = settings()
     train_segment(s, data_dir, 0, tmp_path / "step0.pt")
     ex = {**{k: s[k] for k in ("experiment", "repeat", "model", "dataset")}, "points": ["input", "conv1_preact"],
-          "extract": {"batch_size": 100, "compression": None, "compression_level": 1, "shuffle": False}}  # fmt: skip
+          "extract": {"batch_size": 100, "compression": None, "compression_level": 1, "shuffle": False, "dtype": "float32"}}  # fmt: skip
     out = tmp_path / "act" / "step0.h5"
     writes, setitem = [], h5py.Dataset.__setitem__
 
@@ -183,7 +183,7 @@ def test_full_tmpfs_during_extraction_is_reported_and_leaves_no_file(tmp_path, d
         s = settings()
         train_segment(s, data_dir, 0, tmp_path / "step0.pt")
         ex = {**{k: s[k] for k in ("experiment", "repeat", "model", "dataset")}, "points": ["input", "conv1_preact"],
-              "extract": {"batch_size": 100, "compression": None, "compression_level": 1, "shuffle": False}}  # fmt: skip
+              "extract": {"batch_size": 100, "compression": None, "compression_level": 1, "shuffle": False, "dtype": "float32"}}  # fmt: skip
         out = disk / "step0.h5"  # ~10 MB of activations
         run = subprocess.run(cli("extract", "--settings", json.dumps(ex), "--checkpoint", str(tmp_path / "step0.pt"),
                                  "--data-dir", str(data_dir), "--out", str(out), "--metrics-out", str(disk / "m.json")),

@@ -49,7 +49,7 @@ def test_extraction_logs_rows_done_a_minute(tmp_path, data_dir, caplog, monkeypa
     caplog.set_level(logging.INFO, "probes")
     train_segment(SETTINGS, data_dir, 0, tmp_path / "c.pt")
     ex = {**{k: SETTINGS[k] for k in ("experiment", "repeat", "model", "dataset")}, "points": ["input", "layer2"],
-          "extract": {"batch_size": 50, "compression": None, "compression_level": 0, "shuffle": False}}  # fmt: skip
+          "extract": {"batch_size": 50, "compression": None, "compression_level": 0, "shuffle": False, "dtype": "float32"}}  # fmt: skip
     extract(ex, tmp_path / "c.pt", data_dir, tmp_path / "a.h5")
     assert lines(caplog, " of 640 rows") == 0
     slow_clock(monkeypatch, "probes.extract")

@@ -1,7 +1,8 @@
 """Probe-point activations in HDF5: written streaming, read back with checks.
 
-One file per checkpoint holds ``<split>/<point>`` (float32, ``(n, width)``,
-chunked by rows, compressed) and ``<split>/labels`` (int64) for every split.
+One file per checkpoint holds ``<split>/<point>`` (float32, or float16 to halve the
+disk where that keeps each column's spread: ``(n, width)``, chunked by rows, compressed)
+and ``<split>/labels`` (int64) for every split; readers get float32 either way.
 The file is written under a temporary name and renamed only when complete,
 and carries ``complete=True`` among its attributes; readers refuse anything else.
 Every dataset has HDF5's fletcher32 checksum per chunk, so a damaged chunk fails
@@ -10,6 +11,7 @@ the read.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,45 +21,67 @@ import numpy as np
 
 from .atomic import atomic_output
 
+log = logging.getLogger(__name__)
+
 CHUNK_BYTES = 1 << 20
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+FLOAT16_NOISE = 0.01  # largest float16 rounding error (std) per column std that a point is stored with
 
 
 class ActivationWriter:
     """Writes one checkpoint's activation file, split by split and block of rows by block
     (``write_activations``): each point's dataset is made at its first block, chunked by rows,
-    with HDF5's fletcher32 checksum per chunk (bytes damaged on disk then fail the read)."""
+    with HDF5's fletcher32 checksum per chunk (bytes damaged on disk then fail the read), stored
+    as ``dtype`` (``float32`` or ``float16``). With float16, a point whose first block float16
+    would blur (``float16_noise``: a column's rounding error above 1% of its spread, as on a
+    collapsed layer's columns that vary by 1e-10 around an offset) is stored as float32, logged."""
 
-    def __init__(self, f: h5py.File, step: int, compression: str | None, level: int, shuffle: bool) -> None:
-        self.f, self.step = f, step
+    def __init__(self, f: h5py.File, step: int, compression: str | None, level: int, shuffle: bool,
+                 dtype: str = "float32") -> None:  # fmt: skip
+        self.f, self.step, self.dtype = f, step, np.dtype(dtype)
         self.opts = {"compression": compression, "shuffle": shuffle, "fletcher32": True}
         if compression == "gzip":
             self.opts["compression_opts"] = level
         self.datasets: dict[tuple[str, str], h5py.Dataset] = {}
+        self.stored: dict[str, np.dtype] = {}  # per point, from its first block
 
     def split(self, split: str, labels: np.ndarray) -> None:
         """Start ``split``: its group and its labels (int64, one per row)."""
         self.f.create_group(split).create_dataset("labels", data=labels, fletcher32=True)
 
     def rows(self, split: str, point: str, layer_index: int, start: int, block: np.ndarray) -> None:
-        """Write ``block`` (``(rows, width)`` float32) of ``point`` at row ``start`` of ``split``."""
+        """Write ``block`` (``(rows, width)`` float32) of ``point`` at row ``start`` of ``split``.
+        Stored as float16, a later block's value beyond float16's range (65,504) is refused,
+        naming the point (one in the first block keeps the point float32)."""
         key = (split, point)
-        if key not in self.datasets:
+        ds = self.datasets.get(key)
+        if ds is None:
             n, w = len(self.f[split]["labels"]), block.shape[1]
-            ds = self.f[split].create_dataset(point, shape=(n, w), dtype="f4", chunks=(chunk_rows(w, n), w),
-                                              **self.opts)  # fmt: skip
+            if point not in self.stored:
+                noise = float16_noise(block) if self.dtype == np.float16 else 0.0
+                self.stored[point] = self.dtype if noise <= FLOAT16_NOISE else np.dtype(np.float32)
+                if self.stored[point] != self.dtype:  # NaN noise too: a NaN block stays float32
+                    log.info("%s: float16 would round away %.2g of a column's spread: stored as float32", point, noise)
+            dtype = self.stored[point]
+            chunks = (chunk_rows(w, n, dtype.itemsize), w)
+            ds = self.f[split].create_dataset(point, shape=(n, w), dtype=dtype, chunks=chunks, **self.opts)
             ds.attrs.update(point=point, layer_index=layer_index, width=w, step=self.step)
             self.datasets[key] = ds
-        self.datasets[key][start : start + len(block)] = block
+        if ds.dtype == np.float16 and block.size and float(np.nanmax(np.abs(block))) > FLOAT16_MAX:
+            raise ActivationError(f"{split}/{point}: values up to {float(np.nanmax(np.abs(block))):.4g} (rows "
+                                  f"from {start}) exceed float16's range ({FLOAT16_MAX:g}); "
+                                  "store it as float32 (extract.dtype: float32)")  # fmt: skip
+        ds[start : start + len(block)] = block
 
 
 @contextmanager
-def write_activations(path: Path, attrs: dict, compression: str | None, level: int, shuffle: bool
-                      ) -> Iterator[ActivationWriter]:  # fmt: skip
+def write_activations(path: Path, attrs: dict, compression: str | None, level: int, shuffle: bool,
+                      dtype: str = "float32") -> Iterator[ActivationWriter]:  # fmt: skip
     """An ``ActivationWriter`` on ``path``, written under a temporary name, its ``attrs`` (with
     ``step``) set first and ``complete=True`` last, renamed into place only when the block ends."""
     with atomic_output(path) as tmp, h5py.File(tmp, "w", rdcc_nbytes=16 << 20) as f:
         f.attrs.update(**attrs, complete=False)
-        yield ActivationWriter(f, attrs["step"], compression, level, shuffle)
+        yield ActivationWriter(f, attrs["step"], compression, level, shuffle, dtype)
         f.attrs["complete"] = True
 
 
@@ -65,9 +89,23 @@ class ActivationError(RuntimeError):
     """An activation file that is incomplete, damaged or from elsewhere."""
 
 
-def chunk_rows(width: int, n: int) -> int:
+def float16_noise(block: np.ndarray) -> float:
+    """The largest ratio, over ``block``'s varying columns, of float16's rounding error (std) to
+    the column's std (0 with fewer than two rows; infinite where a value overflows float16)."""
+    x = block.astype(np.float64)
+    spread = x.std(axis=0)
+    varying = spread > 0
+    if len(x) < 2 or not varying.any():
+        return 0.0
+    if np.abs(x).max() > FLOAT16_MAX:
+        return float("inf")
+    error = (block.astype(np.float16).astype(np.float64) - x)[:, varying].std(axis=0)
+    return float((error / spread[varying]).max())
+
+
+def chunk_rows(width: int, n: int, itemsize: int = 4) -> int:
     """Rows per HDF5 chunk so that a chunk holds about 1 MiB."""
-    return max(1, min(n, CHUNK_BYTES // (4 * width)))
+    return max(1, min(n, CHUNK_BYTES // (itemsize * width)))
 
 
 class CheckedDataset:

@@ -121,11 +121,13 @@ def cmd_layers(a: argparse.Namespace) -> None:
         if r["shape"] is None:
             print(f"  {r['point']:<40} {r['error']}")
             continue
-        size = rows * r["width"] * 4
+        size = rows * r["width"] * (2 if spec["extract"]["dtype"] == "float16" else 4)
         total += size if r["probed"] else 0
         mark = "*" if r["probed"] else " "
         print(f"{mark} {r['point']:<40} {str(tuple(r['shape'])):<20} {r['pool']:<5} {r['width']:>9,} {_size(size):>12}")
-    print(f"probed points' activation file, one checkpoint: {_size(total)} (float32, before compression)")
+    print(
+        f"probed points' activation file, one checkpoint: {_size(total)} ({spec['extract']['dtype']}, before compression)"
+    )
 
 
 def _size(n: float) -> str:

@@ -65,7 +65,9 @@ def extract(
         "model": json.dumps(settings["model"], sort_keys=True), "model_fingerprint": model_fingerprint(settings["model"]),
         "data_fingerprint": data_fingerprint(settings["dataset"], settings["repeat"]), "points": points,
     }  # fmt: skip
-    with write_activations(out, attrs, ex["compression"], ex["compression_level"], ex["shuffle"]) as writer:
+    with write_activations(
+        out, attrs, ex["compression"], ex["compression_level"], ex["shuffle"], ex["dtype"]
+    ) as writer:
         for split in SPLITS:
             x, y = splits[split]
             n = len(x)
