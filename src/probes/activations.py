@@ -61,7 +61,9 @@ class ActivationWriter:
                 noise = float16_noise(block) if self.dtype == np.float16 else 0.0
                 self.stored[point] = self.dtype if noise <= FLOAT16_NOISE else np.dtype(np.float32)
                 if self.stored[point] != self.dtype:  # NaN noise too: a NaN block stays float32
-                    log.info("%s: float16 would round away %.2g of a column's spread: stored as float32", point, noise)
+                    log.info(
+                        "%s: float16's rounding error would be %.2gx a column's spread: stored as float32", point, noise
+                    )
             dtype = self.stored[point]
             chunks = (chunk_rows(w, n, dtype.itemsize), w)
             ds = self.f[split].create_dataset(point, shape=(n, w), dtype=dtype, chunks=chunks, **self.opts)
