@@ -1,10 +1,11 @@
 """What float16 activation files (``extract.dtype: float16``) change in a probe job's results.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/float16.py ACTIVATIONS.h5 SETTINGS.json OUT_DIR
-    [--compression lzf]
+    [--compression lzf] [--block-rows 500]
 
 Rewrites the job's points of ACTIVATIONS.h5 (float32) as ``probes extract`` would store them
-in float16 (``activations.write_activations``, the same compression), fits the job
+in float16 (``activations.write_activations``, in blocks of ``extract.batch_size`` rows: 500
+by default, the first deciding whether a point stays float32), fits the job
 (``probe.fit_points``, SETTINGS as ``probes fit --settings`` takes it) on both files, and
 prints per point: the chosen C, train / val / test error and status on each, the bytes of the
 point's datasets on disk in each file, and how the copy stored it (float32 where float16 would
@@ -27,7 +28,7 @@ from probes.probe import fit_points
 SPLITS = ("train", "val", "test")
 
 
-def rewrite(src: Path, dst: Path, points: list[str], compression: str | None) -> None:
+def rewrite(src: Path, dst: Path, points: list[str], compression: str | None, block: int) -> None:
     """``points`` of ``src`` stored as float16 in ``dst``, block by block, with ``src``'s attributes."""
     with h5py.File(src, "r") as f:
         attrs = {k: v for k, v in f.attrs.items() if k != "complete"}
@@ -37,8 +38,8 @@ def rewrite(src: Path, dst: Path, points: list[str], compression: str | None) ->
                 with open_point(src, split, point) as (ds, labels):
                     if i == 0:
                         out.split(split, labels)
-                    for start in range(0, ds.shape[0], 4096):
-                        out.rows(split, point, i, start, np.asarray(ds[start : start + 4096], np.float32))
+                    for start in range(0, ds.shape[0], block):
+                        out.rows(split, point, i, start, np.asarray(ds[start : start + block], np.float32))
 
 
 def stored(path: Path, point: str) -> tuple[int, str]:
@@ -53,13 +54,14 @@ def main() -> None:
     ap.add_argument("settings", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--compression", default="lzf", help="HDF5 filter of the float16 copy (default: config.yaml's lzf)")
+    ap.add_argument("--block-rows", type=int, default=500, help="rows per write (extract.batch_size; default 500)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = json.loads(a.settings.read_text())
     points = [p["point"] for p in settings["points"]]
     a.out.mkdir(parents=True, exist_ok=True)
     half = a.out / "float16.h5"
-    rewrite(a.activations, half, points, None if a.compression == "none" else a.compression)
+    rewrite(a.activations, half, points, None if a.compression == "none" else a.compression, a.block_rows)
     results = {}
     for name, path in (("float32", a.activations), ("float16", half)):
         results[name] = fit_points(settings, path, a.out / f"{name}.json", a.out / f"{name}.npz")

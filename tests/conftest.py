@@ -49,10 +49,10 @@ def mnist_dir(data_dir) -> Path:
 
 
 def activation_file(path: Path, points: dict, labels, splits=((0, 500), (500, 700), (700, 900)), step: int = 0,
-                    experiment: str = "e") -> Path:  # fmt: skip
+                    experiment: str = "e", dtype: str = "float32") -> Path:  # fmt: skip
     """An activation file as ``probes extract`` writes it (``activations.write_activations``): each
     point's rows ``[start, stop)`` of ``splits`` as train, val and test, with those ``labels``."""
-    with write_activations(path, {"experiment": experiment, "step": step}, None, 0, False) as out:
+    with write_activations(path, {"experiment": experiment, "step": step}, None, 0, False, dtype) as out:
         for split, (start, stop) in zip(("train", "val", "test"), splits):
             out.split(split, labels[start:stop])
             for i, (point, x) in enumerate(points.items()):

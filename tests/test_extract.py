@@ -134,9 +134,12 @@ def test_float16_files_read_back_as_float32_at_float16_precision_and_refuse_valu
             out.split(split, np.zeros(20, np.int64))
             for i, (point, x) in enumerate((("normal", normal), ("collapsed", collapsed))):
                 out.rows(split, point, i, 0, x[:20] if split == "train" else x[20:])
+            for start in range(20):  # a first block of one row: float16 cannot be checked on it
+                out.rows(split, "row_by_row", 2, start, normal[start : start + 1])
     with h5py.File(tmp_path / "mixed.h5") as f:
         assert [f[f"{s}/normal"].dtype for s in ("train", "val")] == [np.float16] * 2
         assert [f[f"{s}/collapsed"].dtype for s in ("train", "val")] == [np.float32] * 2
+        assert f["train/row_by_row"].dtype == np.float32
     np.testing.assert_array_equal(read_point(tmp_path / "mixed.h5", "val", "collapsed")[0], collapsed[20:])
     with pytest.raises(ActivationError, match=r"train/big: values up to 7e\+04 .* exceed float16's range"):
         with write_activations(tmp_path / "big.h5", {"step": 0}, None, 0, False, "float16") as out:

@@ -349,3 +349,12 @@ def test_fit_points_streams_a_layer_over_the_memory_budget(tmp_path):
     for key in ("C", "train_error", "val_error", "test_error"):
         assert results[0][key] == results[0.1][key]
     assert results[0.1]["test_loss"] == pytest.approx(results[0]["test_loss"], rel=1e-5)
+    # the budget counts the float32 matrix read into memory, not a float16 file's 0.128 MB
+    half = activation_file(
+        tmp_path / "half.h5", {"layer": x}, y, ((0, 1000), (1000, 1250), (1250, 1500)), dtype="float16"
+    )
+    spec = {"point": "layer", "layer_index": 1, "probe": {**probe, "memory_budget_mb": 0.2}}
+    out = tmp_path / "half"
+    fit_points({"experiment": "e", "repeat": 0, "step": 0, "points": [spec]}, half, out.with_suffix(".json"),
+               out.with_suffix(".npz"))  # fmt: skip
+    assert json.loads(out.with_suffix(".json").read_text())[0]["out_of_core"]

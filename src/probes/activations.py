@@ -34,7 +34,8 @@ class ActivationWriter:
     with HDF5's fletcher32 checksum per chunk (bytes damaged on disk then fail the read), stored
     as ``dtype`` (``float32`` or ``float16``). With float16, a point whose first block float16
     would blur (``float16_noise``: a column's rounding error above 1% of its spread, as on a
-    collapsed layer's columns that vary by 1e-10 around an offset) is stored as float32, logged."""
+    collapsed layer's columns that vary by 1e-10 around an offset) or that it cannot check (one
+    row, no varying column) is stored as float32 in every split, logged."""
 
     def __init__(self, f: h5py.File, step: int, compression: str | None, level: int, shuffle: bool,
                  dtype: str = "float32") -> None:  # fmt: skip
@@ -51,8 +52,8 @@ class ActivationWriter:
 
     def rows(self, split: str, point: str, layer_index: int, start: int, block: np.ndarray) -> None:
         """Write ``block`` (``(rows, width)`` float32) of ``point`` at row ``start`` of ``split``.
-        Stored as float16, a later block's value beyond float16's range (65,504) is refused,
-        naming the point (one in the first block keeps the point float32)."""
+        Stored as float16, a later block's finite value beyond float16's range (65,504) is
+        refused, naming the point (one in the first block keeps the point float32)."""
         key = (split, point)
         ds = self.datasets.get(key)
         if ds is None:
@@ -60,7 +61,7 @@ class ActivationWriter:
             if point not in self.stored:
                 noise = float16_noise(block) if self.dtype == np.float16 else 0.0
                 self.stored[point] = self.dtype if noise <= FLOAT16_NOISE else np.dtype(np.float32)
-                if self.stored[point] != self.dtype:  # NaN noise too: a NaN block stays float32
+                if self.stored[point] != self.dtype:  # NaN noise too: a block with NaNs stays float32
                     log.info(
                         "%s: float16's rounding error would be %.2gx a column's spread: stored as float32", point, noise
                     )
@@ -69,10 +70,13 @@ class ActivationWriter:
             ds = self.f[split].create_dataset(point, shape=(n, w), dtype=dtype, chunks=chunks, **self.opts)
             ds.attrs.update(point=point, layer_index=layer_index, width=w, step=self.step)
             self.datasets[key] = ds
-        if ds.dtype == np.float16 and block.size and float(np.nanmax(np.abs(block))) > FLOAT16_MAX:
-            raise ActivationError(f"{split}/{point}: values up to {float(np.nanmax(np.abs(block))):.4g} (rows "
-                                  f"from {start}) exceed float16's range ({FLOAT16_MAX:g}); "
-                                  "store it as float32 (extract.dtype: float32)")  # fmt: skip
+        if ds.dtype == np.float16:
+            magnitude = np.abs(block)
+            beyond = magnitude[np.isfinite(magnitude) & (magnitude > FLOAT16_MAX)]  # inf is kept: float16 has it
+            if beyond.size:
+                raise ActivationError(f"{split}/{point}: values up to {float(beyond.max()):.4g} (rows from {start}) "
+                                      f"exceed float16's range ({FLOAT16_MAX:g}); store it as float32 "
+                                      "(extract.dtype: float32)")  # fmt: skip
         ds[start : start + len(block)] = block
 
 
@@ -91,17 +95,19 @@ class ActivationError(RuntimeError):
     """An activation file that is incomplete, damaged or from elsewhere."""
 
 
-def float16_noise(block: np.ndarray) -> float:
-    """The largest ratio, over ``block``'s varying columns, of float16's rounding error (std) to
-    the column's std (0 with fewer than two rows; infinite where a value overflows float16)."""
-    x = block.astype(np.float64)
+def float16_noise(block: np.ndarray, rows: int = 256) -> float:
+    """The largest ratio, over the varying columns of ``block``'s first ``rows`` rows, of float16's
+    rounding error (std) to the column's std; infinite where float16 cannot be checked or kept:
+    a finite value beyond its range, fewer than two rows, no varying column."""
+    x = block[:rows].astype(np.float64)
+    magnitude = np.abs(x)
+    if (magnitude[np.isfinite(magnitude)] > FLOAT16_MAX).any():
+        return float("inf")
     spread = x.std(axis=0)
     varying = spread > 0
     if len(x) < 2 or not varying.any():
-        return 0.0
-    if np.abs(x).max() > FLOAT16_MAX:
         return float("inf")
-    error = (block.astype(np.float16).astype(np.float64) - x)[:, varying].std(axis=0)
+    error = (x.astype(np.float16).astype(np.float64) - x)[:, varying].std(axis=0)
     return float((error / spread[varying]).max())
 
 

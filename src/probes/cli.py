@@ -116,18 +116,17 @@ def cmd_layers(a: argparse.Namespace) -> None:
     print(f"{a.experiment}: {spec['model']['factory']}, input {input_shape(ds)}, {rows:,} rows a checkpoint "
           "(* = probed)")  # fmt: skip
     print(f"{'':2}{'module path':<40} {'output shape':<20} {'pool':<5} {'width':>9} {'activations':>12}")
-    total = 0
+    total, float16 = 0, spec["extract"].get("dtype") == "float16"
     for r in records:
         if r["shape"] is None:
             print(f"  {r['point']:<40} {r['error']}")
             continue
-        size = rows * r["width"] * (2 if spec["extract"]["dtype"] == "float16" else 4)
+        size = rows * r["width"] * (2 if float16 else 4)
         total += size if r["probed"] else 0
         mark = "*" if r["probed"] else " "
         print(f"{mark} {r['point']:<40} {str(tuple(r['shape'])):<20} {r['pool']:<5} {r['width']:>9,} {_size(size):>12}")
-    print(
-        f"probed points' activation file, one checkpoint: {_size(total)} ({spec['extract']['dtype']}, before compression)"
-    )
+    kind = "float16; more where a point stays float32" if float16 else "float32"
+    print(f"probed points' activation file, one checkpoint: {_size(total)} ({kind}, before compression)")
 
 
 def _size(n: float) -> str:

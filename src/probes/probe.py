@@ -97,7 +97,8 @@ def fit_point(
     with open_point(activations, "train", point, expect) as (train, y), \
          open_point(activations, "val", point, expect) as (val, y_val), \
          open_point(activations, "test", point, expect) as (test, y_test):  # fmt: skip
-        out_of_core = params["solver"] not in SKLEARN_SOLVERS and 0 < budget_mb < train.nbytes / 2**20
+        float32_mb = 4 * train.shape[0] * train.shape[1] / 2**20  # in memory: float32 whatever the file's dtype
+        out_of_core = params["solver"] not in SKLEARN_SOLVERS and 0 < budget_mb < float32_mb
         if out_of_core:  # stream both splits from HDF5 block by block
             x, x_val = Rows(train), Rows(val)
         else:
