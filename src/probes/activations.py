@@ -70,13 +70,11 @@ class ActivationWriter:
             ds = self.f[split].create_dataset(point, shape=(n, w), dtype=dtype, chunks=chunks, **self.opts)
             ds.attrs.update(point=point, layer_index=layer_index, width=w, step=self.step)
             self.datasets[key] = ds
-        if ds.dtype == np.float16:
-            magnitude = np.abs(block)
-            beyond = magnitude[np.isfinite(magnitude) & (magnitude > FLOAT16_MAX)]  # inf is kept: float16 has it
-            if beyond.size:
-                raise ActivationError(f"{split}/{point}: values up to {float(beyond.max()):.4g} (rows from {start}) "
-                                      f"exceed float16's range ({FLOAT16_MAX:g}); store it as float32 "
-                                      "(extract.dtype: float32)")  # fmt: skip
+        if ds.dtype == np.float16 and (largest := float16_overflow(block)):
+            raise ActivationError(
+                f"{split}/{point}: values up to {largest:.4g} (rows from {start}) exceed "
+                f"float16's range ({FLOAT16_MAX:g}); store it as float32 (extract.dtype: float32)"
+            )
         ds[start : start + len(block)] = block
 
 
@@ -100,8 +98,7 @@ def float16_noise(block: np.ndarray, rows: int = 256) -> float:
     rounding error (std) to the column's std; infinite where float16 cannot be checked or kept:
     a finite value beyond its range, fewer than two rows, no varying column."""
     x = block[:rows].astype(np.float64)
-    magnitude = np.abs(x)
-    if (magnitude[np.isfinite(magnitude)] > FLOAT16_MAX).any():
+    if float16_overflow(x):
         return float("inf")
     spread = x.std(axis=0)
     varying = spread > 0
@@ -109,6 +106,14 @@ def float16_noise(block: np.ndarray, rows: int = 256) -> float:
         return float("inf")
     error = (x.astype(np.float16).astype(np.float64) - x)[:, varying].std(axis=0)
     return float((error / spread[varying]).max())
+
+
+def float16_overflow(block: np.ndarray) -> float:
+    """The largest finite magnitude in ``block`` beyond float16's range, 0 if none (inf is kept:
+    float16 has it)."""
+    magnitude = np.abs(block)
+    beyond = magnitude[np.isfinite(magnitude) & (magnitude > FLOAT16_MAX)]
+    return float(beyond.max()) if beyond.size else 0.0
 
 
 def chunk_rows(width: int, n: int, itemsize: int = 4) -> int:

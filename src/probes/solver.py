@@ -381,8 +381,12 @@ def fit_logistic(
     # barely informative ones) is not declared converged at its first iterate. A warm fit pays one
     # evaluation for the reference.
     f0, g0 = fun(u0)
-    g_ref = g0 if init is None else fun(np.zeros_like(u0))[1]
-    gtol = tol * min(1.0, f0, float(np.abs(g_ref).max()))
+    g_max = float(np.abs(g0 if init is None else fun(np.zeros_like(u0))[1]).max())
+
+    def target(f: float) -> float:
+        return tol * min(1.0, float(f), g_max)
+
+    gtol = target(f0)
     t0, clock = time.time(), {"iterations": 0, "line": time.time()}
 
     def progress(intermediate_result) -> None:
@@ -398,18 +402,17 @@ def fit_logistic(
                                  "maxls": 50})  # fmt: skip
 
     res = descend(u0, gtol, max_iter)
-    nit, g_max = res.nit, float(np.abs(g_ref).max())
+    nit = res.nit
     # A cold start's objective is ~log k, far above a near-separable probe's optimum (~1e-3), so the
-    # stop relative to it can be loose (3e-3 above the optimum on the trained convnet's fc1_postact at
-    # C=1, plain; 1.1e-3 whitened), as can a warm start from another C: go on from there, each time with a fresh L-BFGS memory, while the objective reached has
-    # at least halved the target and the gradient misses the new one (a target set from an
-    # objective that no longer falls is the float32 objective's noise floor)
-    target = tol * min(1.0, float(res.fun), g_max)
-    while res.status == 0 and nit < max_iter and target < gtol / 2 and np.abs(res.jac).max() > target:
-        gtol = target
+    # stop relative to it can be loose (3e-3 above the optimum on the trained convnet's fc1_postact
+    # at C=1, plain; 1.1e-3 whitened), as can a warm start from another C: go on from there, each
+    # time with a fresh L-BFGS memory, while the objective reached has at least halved the target
+    # and the gradient misses the new one (a target set from an objective that no longer falls is
+    # the float32 objective's noise floor)
+    while res.status == 0 and nit < max_iter and target(res.fun) < gtol / 2 and np.abs(res.jac).max() > target(res.fun):
+        gtol = target(res.fun)
         res = descend(res.x, gtol, max_iter - nit)
         nit += res.nit
-        target = tol * min(1.0, float(res.fun), g_max)
     theta = to_theta(res.x)
     converged = res.status != 1  # 1: iteration or evaluation limit
     if res.status == 2:
