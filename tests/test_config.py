@@ -210,7 +210,7 @@ def test_the_docs_give_every_default_the_schema_gives():
             value = (
                 yaml.safe_dump(spec["default"], default_flow_style=True, width=200).strip().removesuffix("...").strip()
             )
-            value = {"[0.0001, 0.001, 0.01, 0.1, 1.0]": "[1.0e-4, 1.0e-3, 1.0e-2, 1.0e-1, 1.0]", "1.0e-05": "1.0e-5",
+            value = {"[0.0001, 0.001, 0.01, 0.1, 1.0]": "[1.0e-4, 1.0e-3, 1.0e-2, 1.0e-1, 1.0]", "1.0e-05": "1.0e-5", "0.0001": "1.0e-4",
                      "{steps: [0, end]}": "{steps: [0, end]}"}.get(value, value)  # fmt: skip
             assert any(f"`{key}`" in row and f"`{value}`" in row for row in rows) or any(
                 f"`{key}` `{value}`" in row for row in rows

@@ -19,7 +19,15 @@ from probes.arrays import NUMPY, DeviceError, Torch, namespace, resolve
 from probes.cli import main
 from probes.estimator import LinearProbe
 from probes.probe import fit_points
-from probes.solver import Preconditioner, Rows, _loss_grad, feature_stats, fit_logistic, loss_hessian
+from probes.solver import (
+    Preconditioner,
+    Rows,
+    _loss_grad,
+    certified_gap,
+    feature_stats,
+    fit_logistic,
+    loss_hessian,
+)
 
 TORCH = "torch:cpu"
 
@@ -84,7 +92,7 @@ def splits(x, y, n_train, n_val):
 
 
 def both(train, val, test, **kw) -> tuple[LinearProbe, LinearProbe]:
-    kw = {"solver": "preconditioned_lbfgs", "tol": 1e-7, "max_iter": 5000, **kw}
+    kw = {"solver": "preconditioned_lbfgs", "tol": 1e-7, "gap_tol": None, "max_iter": 5000, **kw}
     cpu = LinearProbe(**kw).fit(*train, *val)
     on_torch = LinearProbe(device=TORCH, **kw).fit(*train, *val)
     assert_same_probe(cpu, on_torch, *train, test)
@@ -114,7 +122,7 @@ def test_a_warm_start_preconditioned_by_the_loss_hessian_on_torch(seen):
     train, val, test = splits(*correlated(4000, d=30, k=3, seed=12), 2400, 800)
     previous = LinearProbe(Cs=[1e-1], solver="preconditioned_lbfgs").fit(*train, *val)
     init = {"C": 1.0, "coef": previous.coef_, "intercept": previous.intercept_}
-    kw = {"Cs": [1.0], "solver": "preconditioned_lbfgs", "tol": 1e-7, "max_iter": 5000}
+    kw = {"Cs": [1.0], "solver": "preconditioned_lbfgs", "tol": 1e-7, "gap_tol": None, "max_iter": 5000}
     seen.clear()
     cpu = LinearProbe(**kw).fit(*train, *val, init=init)
     on_torch = LinearProbe(device=TORCH, **kw).fit(*train, *val, init=init)
@@ -131,7 +139,7 @@ def test_a_matrix_streamed_from_hdf5_to_the_device(memory_mb, tmp_path, seen):
     train, val, test = splits(*correlated(3200, d=40, k=3, seed=3), 2000, 600)
     with h5py.File(tmp_path / "a.h5", "w") as f:
         f["x"], f["xv"] = train[0], val[0]
-    kw = {"Cs": [1e-2, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-7, "max_iter": 5000, "select_rows": 700,
+    kw = {"Cs": [1e-2, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-7, "gap_tol": None, "max_iter": 5000, "select_rows": 700,
           "curvature_rows": 300}  # fmt: skip
     memory = LinearProbe(**kw).fit(*train, *val)
     with h5py.File(tmp_path / "a.h5", "r") as f:
@@ -213,6 +221,10 @@ def test_the_statistics_hessian_and_whitening_on_torch_are_the_numpy_ones():
     lam = 1 / len(y)
     fits = [fit_logistic(r, y, 3, lam, mean, scale, Preconditioner(cov=cov, xp=r.xp), tol=1e-7) for r in (rows, t_rows)]
     assert fits[1][4] == pytest.approx(fits[0][4], rel=1e-7)  # the objective
+    w, b = fits[0][:2]
+    ref, got = (certified_gap(r, y, w, b, lam, mean, scale, False) for r in (rows, t_rows))
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-6, atol=1e-9)  # the optimal intercepts
+    assert got[1] == pytest.approx(ref[1], rel=1e-7) and got[2] == pytest.approx(ref[2], rel=1e-6)
 
 
 def test_fit_points_on_torch_reads_the_hdf5_matrix_to_the_device_and_scores_there(tmp_path, seen):
@@ -222,7 +234,7 @@ def test_fit_points_on_torch_reads_the_hdf5_matrix_to_the_device_and_scores_ther
         f.attrs.update(complete=True, experiment="e", step=0)
         for split, sl in (("train", slice(0, 1000)), ("val", slice(1000, 1250)), ("test", slice(1250, 1500))):
             f[f"{split}/labels"], f[f"{split}/layer"] = y[sl], x[sl]
-    probe = {"Cs": [0.1, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-7, "max_iter": 5000, "standardize": True,
+    probe = {"Cs": [0.1, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-7, "gap_tol": None, "max_iter": 5000, "standardize": True,
              "patience": 1, "random_state": 0, "select_rows": 0, "memory_budget_mb": 0.1}  # fmt: skip
     spec = {"point": "layer", "layer_index": 1, "probe": probe}
     results = {}

@@ -181,7 +181,8 @@ def test_a_warm_start_from_the_previous_checkpoints_probe_reaches_the_same_optim
     before = x + np.random.default_rng(10).normal(scale=0.05 * x.std(axis=0), size=x.shape).astype(np.float32)
     # the whole grid: with patience a walk from elsewhere may stop at another local minimum of the
     # (noisy) validation curve
-    settings = {"Cs": [1e-3, 1e-2, 1e-1, 1.0], "solver": solver, "tol": 1e-6, "max_iter": 1000, "patience": None}
+    settings = {"Cs": [1e-3, 1e-2, 1e-1, 1.0], "solver": solver, "tol": 1e-6, "gap_tol": None, "max_iter": 1000,
+                "patience": None}  # fmt: skip
     if solver == "preconditioned_lbfgs":
         settings["select_rows"] = 1000  # the subsample walk starts warm too
     xt, yt, xv, yv = x[:2000], y[:2000], x[2000:], y[2000:]

@@ -15,6 +15,7 @@ from probes.solver import (
     Preconditioner,
     Rows,
     _loss_grad,
+    certified_gap,
     feature_stats,
     fit_logistic,
     loss_hessian,
@@ -249,6 +250,45 @@ def test_a_cold_fit_of_a_near_separable_probe_ends_at_its_optimum(whiten):
     wz, b, _, converged, _ = fit_logistic(rows, y, 3, 1 / (C * len(y)), mean, scale, precond, tol=1e-5, max_iter=5000)
     assert best < 1e-3 and converged
     assert (objective(wz.T, b, xs, y, C) - best) / best < 1e-4
+
+
+@pytest.mark.parametrize("k", [2, 4])
+@pytest.mark.parametrize("C", [1e-2, 1.0])
+def test_the_certified_gap_bounds_the_optimum_from_below(k, C):
+    # from a rough iterate (intercepts off too): f at the intercepts found >= the optimum >= the bound;
+    # at a tight fit the bound closes on f
+    x, y = correlated(2000, k=k, seed=4)
+    rows = Rows(x)
+    mean, scale, _ = feature_stats(rows, False)
+    xs = (x - mean) / scale
+    _, best = reference(xs, y, C)
+    lam = 1 / (C * len(y))
+    for tol, closes in ((1e-1, False), (1e-9, True)):
+        w, b, *_ = fit_logistic(rows, y, k, lam, mean, scale, Preconditioner(), tol=tol, max_iter=5000)
+        b_star, f, lower = certified_gap(rows, y, w, b + 0.3, lam, mean, scale, k == 2)
+        assert objective(w.T, b_star, xs, y, C) == pytest.approx(f, rel=1e-6)
+        # up to the float32 objective's rounding (1e-8 of it)
+        assert lower <= best * (1 + 1e-7) and best <= f * (1 + 1e-7) and f <= objective(w.T, b + 0.3, xs, y, C)
+        assert (f - lower < 1e-5 * best) == closes
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_a_fit_proven_within_gap_tol_stops_there_and_is(k):
+    x, y = correlated(3000, k=k, seed=5)
+    rows = Rows(x)
+    mean, scale, _ = feature_stats(rows, False)
+    xs = (x - mean) / scale
+    C = 0.1
+    _, best = reference(xs, y, C)
+    lam = 1 / (C * len(y))
+    fits = {gap: fit_logistic(rows, y, k, lam, mean, scale, Preconditioner(), tol=1e-9, max_iter=5000, gap_tol=gap)
+            for gap in (None, 1e-3, 1e-6)}  # fmt: skip
+    iterations = {gap: fit[2] for gap, fit in fits.items()}
+    assert iterations[1e-3] < iterations[1e-6] < iterations[None]
+    for gap in (1e-3, 1e-6):
+        w, b, _, converged, f = fits[gap]
+        assert converged and objective(w.T, b, xs, y, C) == pytest.approx(f, rel=1e-6)
+        assert 0 <= (objective(w.T, b, xs, y, C) - best) / best <= gap
 
 
 def test_probe_with_subsampled_grid_chooses_c_on_all_rows_and_ends_at_the_optimum():

@@ -138,7 +138,9 @@ class LinearProbe:
 
     Parameters: ``Cs`` the grid of inverse regularisation strengths; ``solver``
     one of ``lbfgs``, ``sag``, ``saga`` (scikit-learn) or ``preconditioned_lbfgs``;
-    ``tol`` and ``max_iter`` per fit; ``standardize``; ``patience`` (grid points
+    ``tol`` and ``max_iter`` per fit; ``gap_tol`` (``preconditioned_lbfgs``: a fit also stops once
+    proven within this relative gap of its optimum, ``solver.certified_gap``; ``None``: never);
+    ``standardize``; ``patience`` (grid points
     without validation improvement before the walk stops; ``None`` walks the
     whole grid); ``extend_decades`` (how many decades the walk may go past either end of
     ``Cs`` while validation error still falls there); ``random_state``; for
@@ -164,6 +166,7 @@ class LinearProbe:
         solver: str = "preconditioned_lbfgs",
         tol: float = 1e-5,
         max_iter: int = 1000,
+        gap_tol: float | None = 1e-4,
         standardize: bool = True,
         patience: int | None = 1,
         random_state: int = 0,
@@ -181,7 +184,7 @@ class LinearProbe:
             raise ValueError(f"solver: {solver!r}; expected one of {list(SOLVERS)}")
         if whiten not in WHITEN:
             raise ValueError(f"whiten: {whiten!r}; expected one of {list(WHITEN)}")
-        self.Cs, self.solver, self.tol, self.max_iter = Cs, solver, tol, max_iter
+        self.Cs, self.solver, self.tol, self.max_iter, self.gap_tol = Cs, solver, tol, max_iter, gap_tol
         self.standardize, self.patience, self.random_state = standardize, patience, random_state
         self.select_rows, self.whiten_max_width, self.whiten = select_rows, whiten_max_width, whiten
         self.curvature_max_params, self.curvature_rows = curvature_max_params, curvature_rows
@@ -432,7 +435,7 @@ class LinearProbe:
         def solve(C: float, precond: Preconditioner, init, tol: float) -> tuple:
             return fit_logistic(rows, y_index, len(self.classes_), 1.0 / (C * n_train), mean, scale,
                                 precond, init=init, tol=tol, max_iter=self.max_iter,
-                                name=f"C={C:g} on {rows.n} rows")  # fmt: skip
+                                name=f"C={C:g} on {rows.n} rows", gap_tol=self.gap_tol)  # fmt: skip
 
         def fit(C: float, start) -> tuple[dict, int, bool, int]:
             init, n_first = None if start is None else start["std"], 0

@@ -1,0 +1,69 @@
+"""The proven-gap stop (``gap_tol``) against the gradient tolerance alone, on one probe point.
+
+Usage: OMP_NUM_THREADS=1 python benchmarks/gap_stop.py ACTIVATIONS.h5 POINT C --reference F [--rows N]
+    [--tol 1e-5] [--gap-tols none,1e-4,1e-5] [--whiten]
+
+One cold fit at C on the point's training rows (the first N; all by default) per
+``gap_tol`` (``none``: the gradient tolerance ``tol`` alone), as ``solver.fit_logistic``
+runs a probe's fit, plainly standardised (``--whiten``: whitened). Prints per fit its
+iterations, CPU seconds and its gap ``(f - F) / F`` at its stop, ``f`` its objective
+evaluated in float64 and ``F`` the reference given (``probe_benchmark.py``'s
+``reference.csv``: float64 scikit-learn at tol 1e-10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from probes import solver
+from probes.activations import open_point
+
+
+def objective64(x: np.ndarray, y: np.ndarray, w, b, mean, scale, lam: float) -> float:
+    """The probe's objective at standardised ``(w, b)``, in float64, block by block."""
+    total = 0.0
+    for i in range(0, len(y), 5000):
+        z = ((x[i : i + 5000].astype(np.float64) - mean) / scale) @ w + b
+        if z.shape[1] == 1:
+            z = np.hstack([np.zeros_like(z), z])
+        z -= z.max(axis=1, keepdims=True)
+        rows = np.arange(len(z))
+        total += float(np.sum(np.log(np.exp(z).sum(axis=1)) - z[rows, y[i : i + 5000]]))
+    return total / len(y) + 0.5 * lam * float(np.sum(w * w))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("activations")
+    ap.add_argument("point")
+    ap.add_argument("C", type=float)
+    ap.add_argument("--reference", type=float, required=True, help="the optimum's objective")
+    ap.add_argument("--rows", type=int, default=0, help="first N training rows (0: all)")
+    ap.add_argument("--tol", type=float, default=1e-5, help="fit_logistic's tol (default: the probes' 1e-5)")
+    ap.add_argument("--gap-tols", default="none,1e-4,1e-5", help="comma-separated gap_tol values")
+    ap.add_argument("--whiten", action="store_true")
+    a = ap.parse_args()
+    with open_point(a.activations, "train", a.point, {}) as (train, labels):
+        n = a.rows or train.shape[0]
+        x, y = np.asarray(train[:n], dtype=np.float32), np.asarray(labels[:n])
+    rows = solver.Rows(x)
+    lam = 1.0 / (a.C * n)
+    print(f"{a.point} ({x.shape[1]} wide, {n} rows), C={a.C:g}, tol {a.tol:g}, {'whitened' if a.whiten else 'plain'}")
+    for text in a.gap_tols.split(","):
+        gap_tol = None if text == "none" else float(text)
+        t0 = time.process_time()
+        mean, scale, cov = solver.feature_stats(rows, a.whiten)
+        precond = solver.Preconditioner(cov=cov) if a.whiten else solver.Preconditioner()
+        w, b, nit, converged, _ = solver.fit_logistic(rows, y, int(y.max()) + 1, lam, mean, scale, precond,
+                                                      tol=a.tol, max_iter=5000, gap_tol=gap_tol)  # fmt: skip
+        cpu = time.process_time() - t0
+        gap = (objective64(x, y, w, b, mean, scale, lam) - a.reference) / a.reference
+        print(f"  gap_tol {text:>5}: {nit:5d} iterations, {cpu:7.1f} s CPU, gap {gap:.1e}"
+              f"{'' if converged else ' (max_iter)'}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
