@@ -210,6 +210,7 @@ def test_fit_points_warm_starts_each_point_from_the_previous_jobs_weights_or_reu
     second = fit_points({"experiment": "e", "repeat": 0, "step": 1, "points": points}, tmp_path / "step1.h5",
                         tmp_path / "p1.json", tmp_path / "p1.npz", warm_from=tmp_path / "p0.npz")  # fmt: skip
     assert [r["start"] for r in first] == ["cold", "cold"] and [r["start"] for r in second] == ["warm", "reused"]
+    assert all(0 <= r["gap_bound"] < 1e-4 for r in first + second[:1]) and second[1]["gap_bound"] is None
     assert second[0]["path"][0]["C"] == first[0]["C"] and second[0]["n_iter"] > 0
     # the unchanged point's probe is the previous one, scored again: the same numbers, no fit
     assert second[1]["path"] == [] and second[1]["n_iter"] == 0

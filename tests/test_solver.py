@@ -265,8 +265,9 @@ def test_the_certified_gap_bounds_the_optimum_from_below(k, C):
     lam = 1 / (C * len(y))
     for tol, closes in ((1e-1, False), (1e-9, True)):
         w, b, *_ = fit_logistic(rows, y, k, lam, mean, scale, Preconditioner(), tol=tol, max_iter=5000)
-        b_star, f, lower = certified_gap(rows, y, w, b + 0.3, lam, mean, scale, k == 2)
+        b_star, f, lower, f_given = certified_gap(rows, y, w, b + 0.3, lam, mean, scale, k == 2)
         assert objective(w.T, b_star, xs, y, C) == pytest.approx(f, rel=1e-6)
+        assert objective(w.T, b + 0.3, xs, y, C) == pytest.approx(f_given, rel=1e-6)
         # up to the float32 objective's rounding (1e-8 of it)
         assert lower <= best * (1 + 1e-7) and best <= f * (1 + 1e-7) and f <= objective(w.T, b + 0.3, xs, y, C)
         assert (f - lower < 1e-5 * best) == closes
@@ -309,7 +310,9 @@ def test_probe_with_subsampled_grid_chooses_c_on_all_rows_and_ends_at_the_optimu
     # the raw-feature weights, mapped back to standardised features, are at the optimum
     coef_std = probe.coef_ * scale
     intercept_std = probe.intercept_ + probe.coef_ @ mean
-    assert (objective(coef_std, intercept_std, xs, y, probe.C_) - best) / best < 1e-4
+    f = objective(coef_std, intercept_std, xs, y, probe.C_)
+    assert (f - best) / best < 1e-4
+    assert (f - best) / f <= probe.gap_bound_ * (1 + 1e-6) + 1e-7 and probe.gap_bound_ < 1e-4  # the bound holds
     assert probe.train_error_ == pytest.approx(1 - probe.score(x, y))
 
 

@@ -9,7 +9,7 @@ from .files import read_json, write_csv
 PROBE_COLUMNS = [
     "experiment", "repeat", "step", "point", "layer_index", "width", "activation_norm", "C", "C_limit", "solver",
     "train_error", "val_error", "test_error", "train_loss", "val_loss", "test_loss",
-    "n_iter", "converged", "status", "fit_seconds", "start", "warnings",
+    "n_iter", "converged", "gap_bound", "status", "fit_seconds", "start", "warnings",
 ]  # fmt: skip
 MODEL_COLUMNS = [
     "experiment", "repeat", "step", "epoch",

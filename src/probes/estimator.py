@@ -45,6 +45,7 @@ from .solver import (
     DEVICE_BLOCK_BYTES,
     Preconditioner,
     Rows,
+    certified_gap,
     feature_stats,
     fit_logistic,
     loss_hessian,
@@ -205,7 +206,9 @@ class LinearProbe:
         starts at that C from those weights. Each C's optimum is the same as cold;
         with ``patience`` the walk may visit, and so choose, other C's than a cold one.
         Sets ``C_``, ``C_limit_`` (``_walk``), ``coef_``, ``intercept_``, ``classes_``,
-        ``n_iter_``, ``converged_``, ``path_`` (one record per fit), ``train_error_``,
+        ``n_iter_``, ``converged_``, ``gap_bound_`` (``preconditioned_lbfgs``: the chosen fit's objective
+        is at most this fraction of it above the optimum, ``solver.certified_gap``; ``None`` for
+        scikit-learn's solvers), ``path_`` (one record per fit), ``train_error_``,
         ``train_loss_``, ``val_error_``, ``val_loss_``, ``fit_seconds_`` and ``device_``
         (where the products ran: ``cpu`` for NumPy, else the torch device, as ``torch:cpu``).
         """
@@ -219,6 +222,7 @@ class LinearProbe:
         self.device_ = xp.name
         self.path_: list[dict] = []
         self.reduced_rank_: int | None = None
+        self.gap_bound_: float | None = None
         self.classes_, y_index = np.unique(y, return_inverse=True)
         rows = as_rows(x)
         first = None if init is None else self._check_init(init, rows.d)
@@ -269,6 +273,10 @@ class LinearProbe:
                     fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, self.tol)
                     best = self._fit_and_record(fitter, best["C"], best["solution"], x_val, y_val)
             train = metrics(best["solution"]["coef"], best["solution"]["intercept"], self.classes_, rows, y)
+            w, b = best["solution"]["std"]
+            *_, lower, f = certified_gap(fit_rows, y_index, w, b, 1.0 / (best["C"] * rows.n), fit_mean, fit_scale,
+                                         len(self.classes_) == 2)  # fmt: skip
+            self.gap_bound_ = (f - max(lower, 0.0)) / f  # (f - f*) / f <= this: f* >= max(lower, 0)
         self.C_, self.n_iter_, self.converged_ = best["C"], best["n_iter"], best["converged"]
         self.val_error_, self.val_loss_ = best["val_error"], best["val_loss"]
         self.coef_, self.intercept_ = best["solution"]["coef"], best["solution"]["intercept"]

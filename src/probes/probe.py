@@ -55,7 +55,7 @@ def prior_probe(classes: np.ndarray, y: np.ndarray, labels: list[np.ndarray], wi
     """The fit record and weights of the class-prior classifier (no features), for a probe that
     cannot be fitted: not converged, C NaN, errors and losses on each split of ``labels``."""
     fit = {"C": np.nan, "n_iter": 0, "converged": False, "fit_seconds": 0.0, "path": [], "reduced_rank": None,
-           "C_limit": ""}  # fmt: skip
+           "C_limit": "", "gap_bound": None}  # fmt: skip
     for split, lab in zip(("train", "val", "test"), labels):
         if len(classes) == 1:  # always that class
             wrong = lab != classes[0]
@@ -134,7 +134,7 @@ def fit_point(
             coef, intercept = init["coef"], init["intercept"]
             weights = {"coef": coef, "intercept": intercept}
             fit = {"C": init["C"], "n_iter": 0, "converged": True, "path": [], "reduced_rank": init["reduced_rank"],
-                   "C_limit": init["C_limit"]}  # fmt: skip
+                   "C_limit": init["C_limit"], "gap_bound": None}  # fmt: skip
             for split, (xs, labels) in zip(("train", "val", "test"), splits):
                 fit[f"{split}_error"], fit[f"{split}_loss"] = metrics(coef, intercept, classes, xs, labels)
             fit["fit_seconds"] = time.time() - t1
@@ -145,7 +145,8 @@ def fit_point(
             fit = {"C": probe.C_, "n_iter": probe.n_iter_, "converged": probe.converged_, "path": probe.path_,
                    "fit_seconds": probe.fit_seconds_, "train_error": probe.train_error_, "train_loss": probe.train_loss_,
                    "val_error": probe.val_error_, "val_loss": probe.val_loss_,
-                   "reduced_rank": probe.reduced_rank_, "C_limit": probe.C_limit_}  # fmt: skip
+                   "reduced_rank": probe.reduced_rank_, "C_limit": probe.C_limit_,
+                   "gap_bound": probe.gap_bound_}  # fmt: skip
             if probe.C_limit_:
                 end = "largest" if probe.C_limit_ == "upper" else "smallest"
                 warnings.append(f"the chosen C={probe.C_:g} is the {end} the walk could reach (Cs extended by "

@@ -342,9 +342,12 @@ def _scores(rows: Rows, w: np.ndarray, mean, scale) -> np.ndarray:
     return np.vstack([xp.to_host(xp.astype((block - mean32) @ w_scaled, xp.float64)) for _, block in rows])
 
 
-def _optimal_intercepts(z: np.ndarray, y: np.ndarray, b: np.ndarray, binary: bool) -> tuple[np.ndarray, np.ndarray]:
+def _optimal_intercepts(
+    z: np.ndarray, y: np.ndarray, b: np.ndarray, binary: bool
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Newton's method on the intercepts alone, the scores ``z`` (without them) fixed, from ``b``:
-    the minimising intercepts and the loss Hessian in them there. float64, on the host."""
+    the minimising intercepts, the loss Hessian in them there, and how much lower the loss is
+    there than at ``b``. float64, on the host."""
     n, idx = len(y), np.arange(len(y))
 
     def at(b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -366,6 +369,7 @@ def _optimal_intercepts(z: np.ndarray, y: np.ndarray, b: np.ndarray, binary: boo
         return loss, r.mean(axis=0), np.diag(p.mean(axis=0)) - p.T @ p / n
 
     loss, g, h = at(b)
+    start = loss
     for _ in range(50):
         step = np.linalg.lstsq(h, g, rcond=1e-10)[0]  # the softmax's shift leaves h singular
         if float(g @ step) <= 1e-15 * loss:
@@ -380,14 +384,15 @@ def _optimal_intercepts(z: np.ndarray, y: np.ndarray, b: np.ndarray, binary: boo
             break
         b = b - t * step
         loss, g, h = trial
-    return b, h
+    return b, h, start - loss
 
 
 def certified_gap(
     rows: Rows, y, w: np.ndarray, b: np.ndarray, lam: float, mean, scale, binary: bool
-) -> tuple[np.ndarray, float, float]:
-    """The intercepts ``b*`` optimal for the weights ``w``, the objective ``f`` at ``(w, b*)``, and a
-    lower bound on the objective's minimum: two passes over the rows.
+) -> tuple[np.ndarray, float, float, float]:
+    """The intercepts ``b*`` optimal for the weights ``w``, the objective ``f`` at ``(w, b*)``, a
+    lower bound on the objective's minimum, and the objective at ``(w, b)``: two passes over the
+    rows.
 
     With the intercepts minimised out, the objective is ``lam``-strongly convex in ``w`` (the
     penalty), so its minimum is at least ``f - |grad_w f|^2 / (2 lam)`` (Fenchel duality's
@@ -396,14 +401,14 @@ def certified_gap(
     ``g_b' H^+ g_b / 2``. The bound holds up to the float32 objective's rounding (about 1e-8 of
     it); a gradient tolerance gives no such bound."""
     z = _scores(rows, w, mean, scale)
-    b_star, h = _optimal_intercepts(z, np.asarray(y), np.asarray(b, dtype=np.float64), binary)
+    b_star, h, drop = _optimal_intercepts(z, np.asarray(y), np.asarray(b, dtype=np.float64), binary)
     loss, grad_w, grad_b = _loss_grad(rows, y, w, b_star, mean, scale, binary)
     f = loss + 0.5 * lam * float(np.sum(w * w))
     g_w = grad_w + lam * w
     if not binary:  # shifting every intercept alike changes nothing: that part of grad_b is rounding
         grad_b = grad_b - grad_b.mean()
     intercept_gap = 0.5 * float(grad_b @ np.linalg.lstsq(h, grad_b, rcond=1e-10)[0])
-    return b_star, f, f - float(np.sum(g_w * g_w)) / (2 * lam) - max(0.0, intercept_gap)
+    return b_star, f, f - float(np.sum(g_w * g_w)) / (2 * lam) - max(0.0, intercept_gap), f + drop
 
 
 def fit_logistic(
@@ -480,7 +485,7 @@ def fit_logistic(
         proof["next"] = clock["iterations"] + max(5, clock["iterations"] // 10)
         theta = to_theta(u)
         w = theta[: d * k].reshape(d, k)
-        b_star, f_star, lower = certified_gap(rows, y_host, w, theta[d * k :], lam, mean, scale, binary)
+        b_star, f_star, lower, _ = certified_gap(rows, y_host, w, theta[d * k :], lam, mean, scale, binary)
         if lower <= 0 or f_star - lower > gap_tol * lower:
             return False
         proof["solution"] = (w, b_star, f_star)
