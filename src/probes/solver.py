@@ -398,7 +398,7 @@ def certified_gap(
     penalty), so its minimum is at least ``f - |grad_w f|^2 / (2 lam)`` (Fenchel duality's
     gap at the dual point of the residuals). The intercepts' own residual (the float32 pass's
     gradient in them after Newton's float64 steps) is charged by its quadratic estimate
-    ``g_b' H^+ g_b / 2``. The bound holds up to the float32 objective's rounding (about 1e-8 of
+    ``g_b' H^+ g_b / 2``. The bound holds up to the float32 objective's rounding (1e-8 to 1e-7 of
     it); a gradient tolerance gives no such bound."""
     z = _scores(rows, w, mean, scale)
     b_star, h, drop = _optimal_intercepts(z, np.asarray(y), np.asarray(b, dtype=np.float64), binary)
@@ -484,7 +484,7 @@ def fit_logistic(
             return False
         proof["next"] = clock["iterations"] + max(5, clock["iterations"] // 10)
         theta = to_theta(u)
-        w = theta[: d * k].reshape(d, k)
+        w = theta[: d * k].reshape(d, k).copy()  # theta may be a view of scipy's iterate
         b_star, f_star, lower, _ = certified_gap(rows, y_host, w, theta[d * k :], lam, mean, scale, binary)
         if lower <= 0 or f_star - lower > gap_tol * lower:
             return False
