@@ -14,13 +14,12 @@ gap ``(f - F) / F``, ``F`` the reference given (``probe_benchmark.py``'s
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
+from whitening import point_parser, training_rows  # benchmarks/, the script's directory
 
 from probes import solver
-from probes.activations import open_point
 
 
 def objective64(x: np.ndarray, y: np.ndarray, w, b, mean, scale, lam: float) -> float:
@@ -37,19 +36,12 @@ def objective64(x: np.ndarray, y: np.ndarray, w, b, mean, scale, lam: float) -> 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("activations")
-    ap.add_argument("point")
-    ap.add_argument("C", type=float)
-    ap.add_argument("--reference", type=float, help="the optimum's objective (default: the lowest reached)")
-    ap.add_argument("--rows", type=int, default=0, help="first N training rows (0: all)")
-    ap.add_argument("--tol", type=float, default=1e-5, help="fit_logistic's tol (default: the probes' 1e-5)")
+    ap = point_parser(__doc__)
     ap.add_argument("--gap-tols", default="none,1e-4,1e-5", help="comma-separated gap_tol values")
     ap.add_argument("--whiten", action="store_true")
     a = ap.parse_args()
-    with open_point(a.activations, "train", a.point, {}) as (train, labels):
-        n = a.rows or train.shape[0]
-        x, y = np.asarray(train[:n], dtype=np.float32), np.asarray(labels[:n])
+    x, y = training_rows(a)
+    n = len(y)
     rows = solver.Rows(x)
     lam = 1.0 / (a.C * n)
     print(f"{a.point} ({x.shape[1]} wide, {n} rows), C={a.C:g}, tol {a.tol:g}, {'whitened' if a.whiten else 'plain'}")

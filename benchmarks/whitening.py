@@ -46,19 +46,32 @@ def fit(rows: solver.Rows, y: np.ndarray, lam: float, whiten: bool, tol: float) 
     return trace, result, time.process_time() - t0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def point_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark of fits on one point: ACTIVATIONS.h5 POINT C [--reference F]
+    [--rows N] [--tol T]."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("activations")
     ap.add_argument("point")
     ap.add_argument("C", type=float)
     ap.add_argument("--reference", type=float, help="the optimum's objective (default: the lowest reached)")
     ap.add_argument("--rows", type=int, default=0, help="first N training rows (0: all)")
-    ap.add_argument("--tol", type=float, default=1e-5, help="fit_logistic's tol (default: the convnet's 1e-5)")
-    ap.add_argument("--repeats", type=int, default=2)
-    a = ap.parse_args()
+    ap.add_argument("--tol", type=float, default=1e-5, help="fit_logistic's tol (default: the probes' 1e-5)")
+    return ap
+
+
+def training_rows(a: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """The point's first ``a.rows`` training rows (all for 0), float32, and their labels as class indices."""
     with open_point(a.activations, "train", a.point, {}) as (train, labels):
         n = a.rows or train.shape[0]
-        x, y = np.asarray(train[:n], np.float32), np.unique(np.asarray(labels[:n]), return_inverse=True)[1]
+        return np.asarray(train[:n], np.float32), np.unique(np.asarray(labels[:n]), return_inverse=True)[1]
+
+
+def main() -> None:
+    ap = point_parser(__doc__)
+    ap.add_argument("--repeats", type=int, default=2)
+    a = ap.parse_args()
+    x, y = training_rows(a)
+    n = len(y)
     rows, lam = solver.Rows(x), 1.0 / (a.C * n)
     runs = [(whiten, *fit(rows, y, lam, whiten, a.tol)) for _ in range(a.repeats) for whiten in (False, True)]
     best = a.reference or min(f for _, trace, _, _ in runs for _, f in trace)
