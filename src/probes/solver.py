@@ -286,46 +286,60 @@ def loss_hessian(x: np.ndarray, w: np.ndarray, b: np.ndarray, mean, scale) -> np
     return xp.to_host(h.reshape((d + 1) * k, (d + 1) * k)) / m
 
 
-def _loss_grad(rows: Rows, y: np.ndarray, w: np.ndarray, b: np.ndarray, mean, scale, binary: bool):
-    """Mean cross-entropy and its gradient in (standardised ``w``, ``b``), from raw rows.
+def _cross_entropy(z, y, binary: bool, xp=NUMPY):
+    """Summed cross-entropy (float64) at labels ``y`` of the scores ``z`` (``(n, k)``; when
+    ``binary``, class 1's alone, class 0 scoring 0), and the residual ``p - onehot(y)`` of every
+    class (``z``'s dtype; ``z`` may be overwritten).
 
     A near-separable probe's objective is a sum of tiny losses of well-classified rows:
     each is taken as ``log1p`` of the other classes' share, and its residual as minus
     that share over one plus it, never as ``log(1 + share)`` or ``p - 1`` in float32,
     which round every loss below 6e-8 to 0 (an objective L-BFGS could not descend
-    within 1e-4 of its optimum on a 12,544-wide convnet layer).
+    within 1e-4 of its optimum on a 12,544-wide convnet layer)."""
+    if binary:
+        z = xp.hstack([xp.zeros((len(z), 1), z.dtype), z])
+    idx = xp.arange(len(y))
+    top = xp.argmax(z, axis=1)
+    z -= z[idx, top][:, None]
+    e = xp.exp(z)
+    e[idx, top] = 0.0
+    rest = xp.sum(e, axis=1)  # the other classes' share: log1p and 1 - p_top from it keep tiny losses
+    loss = xp.sum(xp.log1p(rest, dtype=xp.float64)) - xp.sum(z[idx, y], dtype=xp.float64)  # float64
+    e /= (1.0 + rest)[:, None]
+    e[idx, top] = 1.0 / (1.0 + rest)
+    e[idx, y] -= 1.0
+    e[idx, y] = xp.where(top == y, -(rest / (1.0 + rest)), e[idx, y])  # no mask: a GPU need not sync
+    return loss, e
+
+
+def _on_rows(xp, w: np.ndarray, mean, scale):
+    """``w`` scaled to act on raw centred rows, and the mean to centre them by, float32 on ``xp``'s
+    device.
 
     Each block is centred before the product: a collapsed deep layer's columns sit
     at up to 1e5 standard deviations from zero, and ``x @ (w / scale)`` would lose
     that factor of float32's precision to cancellation against the intercept (a
-    noisy objective that stopped a probe 1e-3 from its optimum).
+    noisy objective that stopped a probe 1e-3 from its optimum)."""
+    return xp.asarray((w / scale[:, None]).astype(np.float32)), xp.asarray(mean.astype(np.float32))
+
+
+def _loss_grad(rows: Rows, y: np.ndarray, w: np.ndarray, b: np.ndarray, mean, scale, binary: bool):
+    """Mean cross-entropy and its gradient in (standardised ``w``, ``b``), from raw rows
+    (``_cross_entropy`` of each centred block, ``_on_rows``).
 
     On ``rows.xp``'s device (``y`` there too, or copied there); the weights go there and the
     sums (float64) come back."""
     xp = rows.xp
-    w_scaled = xp.asarray((w / scale[:, None]).astype(np.float32))
-    b32, mean32 = xp.asarray(b.astype(np.float32)), xp.asarray(mean.astype(np.float32))
+    w_scaled, mean32 = _on_rows(xp, w, mean, scale)
+    b32 = xp.asarray(b.astype(np.float32))
     y = xp.asarray(y)
     grad_raw = xp.zeros(w.shape)
     residual_sum = xp.zeros(w.shape[1])
     loss = 0.0
     for sl, block in rows:
         block = block - mean32
-        z = block @ w_scaled + b32
-        if binary:
-            z = xp.hstack([xp.zeros((len(z), 1), xp.float32), z])
-        yb = y[sl]
-        idx = xp.arange(len(yb))
-        top = xp.argmax(z, axis=1)
-        z -= z[idx, top][:, None]
-        e = xp.exp(z)
-        e[idx, top] = 0.0
-        rest = xp.sum(e, axis=1)  # the other classes' share: log1p and 1 - p_top from it keep tiny losses
-        loss += xp.sum(xp.log1p(rest, dtype=xp.float64)) - xp.sum(z[idx, yb], dtype=xp.float64)  # float64
-        e /= (1.0 + rest)[:, None]
-        e[idx, top] = 1.0 / (1.0 + rest)
-        e[idx, yb] -= 1.0
-        e[idx, yb] = xp.where(top == yb, -(rest / (1.0 + rest)), e[idx, yb])  # no mask: a GPU need not sync
+        block_loss, e = _cross_entropy(block @ w_scaled + b32, y[sl], binary, xp)
+        loss += block_loss
         r = e[:, 1:] if binary else e
         grad_raw += block.T @ r
         residual_sum += xp.sum(r, axis=0, dtype=xp.float64)
@@ -337,8 +351,7 @@ def _loss_grad(rows: Rows, y: np.ndarray, w: np.ndarray, b: np.ndarray, mean, sc
 def _scores(rows: Rows, w: np.ndarray, mean, scale) -> np.ndarray:
     """The standardised rows times ``w`` (no intercept), float64 on the host: one pass."""
     xp = rows.xp
-    w_scaled = xp.asarray((w / scale[:, None]).astype(np.float32))
-    mean32 = xp.asarray(mean.astype(np.float32))
+    w_scaled, mean32 = _on_rows(xp, w, mean, scale)
     return np.vstack([xp.to_host(xp.astype((block - mean32) @ w_scaled, xp.float64)) for _, block in rows])
 
 
@@ -351,22 +364,12 @@ def _optimal_intercepts(
     n, idx = len(y), np.arange(len(y))
 
     def at(b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        s = z + b
-        if binary:
-            s = np.hstack([np.zeros((n, 1)), s])
-        top = np.argmax(s, axis=1)
-        s -= s[idx, top][:, None]
-        e = np.exp(s)
-        e[idx, top] = 0.0
-        rest = e.sum(axis=1)
-        loss = float(np.mean(np.log1p(rest) - s[idx, y]))
-        p = e / (1.0 + rest)[:, None]
-        p[idx, top] = 1.0 / (1.0 + rest)
-        r = p.copy()
-        r[idx, y] -= 1.0
+        loss, r = _cross_entropy(z + b, y, binary)
+        p = r.copy()
+        p[idx, y] += 1.0
         if binary:
             p, r = p[:, 1:], r[:, 1:]
-        return loss, r.mean(axis=0), np.diag(p.mean(axis=0)) - p.T @ p / n
+        return float(loss) / n, r.mean(axis=0), np.diag(p.mean(axis=0)) - p.T @ p / n
 
     loss, g, h = at(b)
     start = loss
