@@ -17,22 +17,17 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from whitening import point_parser, training_rows  # benchmarks/, the script's directory
+from probe_benchmark import std_objective  # benchmarks/, the script's directory
+from whitening import point_parser, training_rows
 
 from probes import solver
 
 
-def objective64(x: np.ndarray, y: np.ndarray, w, b, mean, scale, lam: float) -> float:
-    """The probe's objective at standardised ``(w, b)``, in float64, block by block."""
-    total = 0.0
-    for i in range(0, len(y), 5000):
-        z = ((x[i : i + 5000].astype(np.float64) - mean) / scale) @ w + b
-        if z.shape[1] == 1:
-            z = np.hstack([np.zeros_like(z), z])
-        z -= z.max(axis=1, keepdims=True)
-        rows = np.arange(len(z))
-        total += float(np.sum(np.log(np.exp(z).sum(axis=1)) - z[rows, y[i : i + 5000]]))
-    return total / len(y) + 0.5 * lam * float(np.sum(w * w))
+def objective64(x: np.ndarray, y: np.ndarray, w, b, mean, scale, C: float) -> float:
+    """The probe's objective at standardised ``(w, b)`` (``(d, k)``, ``(k,)``), in float64."""
+    if w.shape[1] == 1:  # binary: class 0 scores 0
+        w, b = np.hstack([np.zeros_like(w), w]), np.concatenate([[0.0], b])
+    return std_objective(x, y, w.T, b, mean, scale, C)
 
 
 def main() -> None:
@@ -54,7 +49,7 @@ def main() -> None:
         w, b, nit, converged, _ = solver.fit_logistic(rows, y, int(y.max()) + 1, lam, mean, scale, precond,
                                                       tol=a.tol, max_iter=5000, gap_tol=gap_tol)  # fmt: skip
         cpu = time.process_time() - t0
-        fits.append((text, nit, cpu, converged, objective64(x, y, w, b, mean, scale, lam)))
+        fits.append((text, nit, cpu, converged, objective64(x, y, w, b, mean, scale, a.C)))
     reference = a.reference if a.reference is not None else min(f[-1] for f in fits)
     for text, nit, cpu, converged, f in fits:
         print(f"  gap_tol {text:>5}: {nit:5d} iterations, {cpu:7.1f} s CPU, objective {f:.12g}, "
