@@ -1,5 +1,6 @@
 import copy
 import inspect
+import shutil
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,43 @@ def test_a_model_that_does_not_fit_its_data_is_refused_at_start_up(config, exper
         check(config)  # never trained: its output need not be the dataset's classes
         return
     with pytest.raises(ConfigError, match=message):
+        check(config)
+
+
+def test_the_disk_check_counts_the_activation_files_storage_type(config, tmp_path, monkeypatch):
+    """float16 files take two bytes a value: a run that fits only as float16 is not refused."""
+    config["results"] = str(tmp_path)
+    exp = Experiment("mnist_convnet", config)
+    float32 = 70_000 * sum(exp.widths[p] for p in exp.points) * 4
+    total = shutil.disk_usage(tmp_path)._replace(total=float32 * 3 // 4)
+    monkeypatch.setattr("probes.config.shutil.disk_usage", lambda path: total)
+    with pytest.raises(ConfigError, match=r"mnist_convnet: one checkpoint's activations take .*float32\), more than"):
+        check(copy.deepcopy(config))
+    config["experiments"]["mnist_convnet"]["extract"]["dtype"] = "float16"
+    check(config)
+
+
+EMPTY_POINT = """from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(784, 10)
+        self.nothing = nn.Identity()
+
+    def forward(self, x):
+        x = x.flatten(1)
+        self.nothing(x[:, :0])
+        return self.fc(x)
+"""
+
+
+def test_a_point_with_no_values_is_refused_at_start_up(config, tmp_path):
+    (tmp_path / "empty.py").write_text(EMPTY_POINT)
+    config["results"] = str(tmp_path / "results")
+    config["experiments"]["mnist_convnet"]["model"] = {"factory": f"{tmp_path / 'empty.py'}:Net", "kwargs": {}}
+    with pytest.raises(ConfigError, match=r"experiments.mnist_convnet.points: nothing has no values for one input"):
         check(config)
 
 

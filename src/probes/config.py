@@ -170,13 +170,18 @@ def check_fits(exp: Experiment, source: str, results: Path) -> None:
             raise ConfigError(f"{where}.dataset.n_{pool.splits[0]} = {n[0]} exceeds the {pool.size} {pool.what}")
         raise ConfigError(f"{where}.dataset: {' + '.join(f'n_{s}' for s in pool.splits)} = "
                           f"{' + '.join(map(str, n))} = {sum(n)} exceeds the {pool.size} {pool.what} they are drawn from")  # fmt: skip
+    empty = [p for p in exp.points if exp.widths[p] == 0]
+    if empty:
+        raise ConfigError(f"{where}.points: {', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no values "
+                          "for one input: a probe needs at least one feature; leave it out of points:")  # fmt: skip
     rows = ds["n_train"] + ds["n_val"] + ds["n_test"]
-    need = rows * sum(exp.widths[p] for p in exp.points) * 4
+    dtype = spec["extract"]["dtype"]
+    need = rows * sum(exp.widths[p] for p in exp.points) * {"float32": 4, "float16": 2}[dtype]
     disk = shutil.disk_usage(next(p for p in (results, *results.resolve().parents) if p.exists())).total
     if need > disk:
         widest = max(exp.points, key=exp.widths.__getitem__)
         raise ConfigError(f"{where}: one checkpoint's activations take {need / 1e9:,.0f} GB ({rows:,} rows of "
-                          f"{len(exp.points)} points, the widest {widest} of {exp.widths[widest]:,} values, float32), "
+                          f"{len(exp.points)} points, the widest {widest} of {exp.widths[widest]:,} values, {dtype}), "
                           f"more than the {disk / 1e9:,.0f} GB file system holding {results}: probe fewer or "
                           "narrower points (points:) or fewer rows")  # fmt: skip
 
