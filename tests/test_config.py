@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from probes.config import SCHEMA, ConfigError, Experiment, fill_defaults, load_yaml, validate
+from probes.configfiles import merge, read
 from probes.estimator import LinearProbe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,6 +85,21 @@ def test_checkpoint_schedules_combine(config):
     c["experiments"]["mnist_convnet"]["checkpoints"] = {"every_steps": 3000}
     exp = Experiment("mnist_convnet", c)
     assert exp.steps == (0, 3000, 6000, 7820)
+
+
+def test_the_videos_overlay_animates_figures_5_7_8_and_the_control_in_50_frames_or_more():
+    """The paper's videos: an animation of every trained figure's experiment, 50+ checkpoints each,
+    the convnet's spread over its 10 epochs (at most one epoch between frames)."""
+    files = ["config.yaml", "workflow/config/quick.yaml", "workflow/config/videos.yaml"]
+    c = check(merge([read(REPO / f) for f in files]))
+    animated = {a["experiment"] for a in c["animations"].values()}
+    assert animated == {
+        c["figures"][f]["experiment"] for f in ("figure5", "figure7", "figure8", "control_plain_mlp128")
+    }
+    for name in animated:
+        exp = Experiment(name, c)
+        assert len(exp.steps) >= 50 and exp.steps[0] == 0 and exp.steps[-1] == exp.total_steps, name
+        assert max(b - a for a, b in zip(exp.steps, exp.steps[1:])) <= exp.total_steps / 10, name
 
 
 def test_probe_overrides_apply_to_their_point_only(config):
