@@ -3,6 +3,7 @@
 import csv
 import itertools
 import json
+import re
 
 import pytest
 import yaml
@@ -96,8 +97,9 @@ def test_html_report_holds_figure_tables_and_captions(tiny_run):
 @pytest.mark.slow
 def test_dense_checkpoints_train_in_order_and_chain_warm_started_probes(tmp_path):
     """The videos' setting in miniature: six checkpoints, one core, warm starts. Each training job
-    resumes from the checkpoint just before it (trained first), each probe job after the first
-    starts from the previous checkpoint's, and the unchanged input's probe is reused."""
+    resumes from the checkpoint just before it (trained first), checkpoints are extracted in step
+    order (a later one first would wait on disk for its probes' warm starts), each probe job after
+    the first starts from the previous checkpoint's, and the unchanged input's probe is reused."""
     config = tiny_config()
     exp = config["experiments"]["tiny_mlp_aux"]
     exp.update(checkpoints={"every_steps": 4}, points=["input", "layer3"])
@@ -111,6 +113,8 @@ def test_dense_checkpoints_train_in_order_and_chain_warm_started_probes(tmp_path
     for prev, step in itertools.pairwise(steps):
         first = (logs / f"step{step}.log").read_text().splitlines()[0]
         assert first.endswith(f"resuming from results/tiny_mlp_aux/r0/checkpoints/step{prev}.pt"), first
+    extracted = re.findall(r"rule extract:\n(?:    .*\n)*?    wildcards: .*step=(\d+)", run.stderr)
+    assert extracted == [str(s) for s in steps], extracted
     rows = list(csv.DictReader((tmp_path / "results/tiny_mlp_aux/probes.csv").read_text().splitlines()))
     start = {(int(r["step"]), r["point"]): r["start"] for r in rows}
     assert start == {**{(s, "input"): "reused" for s in steps[1:]}, **{(s, "layer3"): "warm" for s in steps[1:]},

@@ -119,8 +119,10 @@ def probe_settings(wildcards) -> str:
     )
 
 
-def train_priority(wildcards) -> float:
-    """A training job's scheduling priority: in (0, 1], higher for earlier steps."""
+def step_priority(wildcards) -> float:
+    """A training or extraction job's scheduling priority: in (0, 1], higher for earlier steps.
+    Extraction in step order keeps each checkpoint's (temp) activation file just ahead of its
+    probes, which with ``warm_start`` wait for the previous checkpoint's."""
     return 1.0 - int(wildcards.step) / (experiment(wildcards).total_steps + 1)
 
 

@@ -20,6 +20,7 @@ rule extract:
     benchmark:
         f"{BENCH}/extract/{{experiment}}/r{{repeat}}/step{{step}}.tsv"
     threads: 1
+    priority: step_priority  # below the probes' (probe.smk)
     resources:
         mem_mb=3000,
         # where it runs: how the job runs, not what it makes (a resource: changing it reruns nothing)

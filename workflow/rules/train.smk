@@ -14,7 +14,7 @@ rule train:
     threads: 1  # more with --set-threads train=N: one core each keeps both cores busy here
     # earlier checkpoints first (a job resumes from the latest checkpoint already on disk, so in
     # reverse order each would train from scratch), all below probe jobs, above extractions
-    priority: train_priority
+    priority: step_priority
     resources:
         mem_mb=3000,
         runtime=120,
