@@ -274,6 +274,41 @@ def test_the_certified_gap_bounds_the_optimum_from_below(k, C):
 
 
 @pytest.mark.parametrize("k", [2, 3])
+def test_the_certified_gap_bounds_the_optimum_where_huge_weights_saturate_every_score(k):
+    # weights stationary for intercepts that put every row in one class, the scores so large that
+    # Newton's steps on the intercepts see no curvature: the bound must still be below the optimum
+    # (the objective at zero weights, log k, is above it); a charge for the intercepts' residual by
+    # its quadratic estimate proved such a point, loss 1e13, optimal (a warm start's, in a run)
+    x, y = correlated(1000, d=4, k=k, seed=6)
+    rows = Rows(x)
+    mean, scale, _ = feature_stats(rows, False)
+    xs = ((x - mean) / scale).astype(np.float64)
+    lam = 1 / (1.0 * len(y))
+    kk = 1 if k == 2 else k
+    last = np.eye(k)[k - 1] - np.eye(k)[y]  # every row scored as the last class: its residuals
+    w = -(xs.T @ (last[:, 1:] if k == 2 else last)) / len(y) / lam  # the weight gradient is zero there
+    b = np.zeros(kk)
+    b[-1] = 1e3 + 10 * np.abs(xs @ w).max()
+    _, f, lower, _ = certified_gap(rows, y, w, b, lam, mean, scale, k == 2)
+    assert f > 100 and lower <= np.log(k)
+
+
+def test_a_warm_start_worse_than_zero_weights_starts_from_zero():
+    # a previous checkpoint's probe of a layer whose activations were 1e-11 and are now O(1): its
+    # raw weights, 1e12, standardised for the new scale, stalled L-BFGS at a loss of 1e12
+    x, y = correlated(2000, k=3, seed=7)
+    rows = Rows(x)
+    mean, scale, _ = feature_stats(rows, False)
+    lam = 1 / (1.0 * len(y))
+    rng = np.random.default_rng(0)
+    garbage = (rng.normal(size=(x.shape[1], 3)) * 1e12, rng.normal(size=3) * 1e12)
+    *_, f_cold = fit_logistic(rows, y, 3, lam, mean, scale, Preconditioner(), tol=1e-6, max_iter=2000)
+    *_, converged, f_warm = fit_logistic(rows, y, 3, lam, mean, scale, Preconditioner(), init=garbage, tol=1e-6,
+                                         max_iter=2000, gap_tol=1e-4)  # fmt: skip
+    assert converged and f_warm == pytest.approx(f_cold, rel=1e-4)
+
+
+@pytest.mark.parametrize("k", [2, 3])
 def test_a_fit_proven_within_gap_tol_stops_there_and_is(k):
     x, y = correlated(3000, k=k, seed=5)
     rows = Rows(x)

@@ -355,12 +355,10 @@ def _scores(rows: Rows, w: np.ndarray, mean, scale) -> np.ndarray:
     return np.vstack([xp.to_host(xp.astype((block - mean32) @ w_scaled, xp.float64)) for _, block in rows])
 
 
-def _optimal_intercepts(
-    z: np.ndarray, y: np.ndarray, b: np.ndarray, binary: bool
-) -> tuple[np.ndarray, np.ndarray, float]:
+def _optimal_intercepts(z: np.ndarray, y: np.ndarray, b: np.ndarray, binary: bool) -> tuple[np.ndarray, float]:
     """Newton's method on the intercepts alone, the scores ``z`` (without them) fixed, from ``b``:
-    the minimising intercepts, the loss Hessian in them there, and how much lower the loss is
-    there than at ``b``. float64, on the host."""
+    the minimising intercepts, and how much lower the loss is there than at ``b``. float64, on
+    the host."""
     n, idx = len(y), np.arange(len(y))
 
     def at(b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -387,7 +385,56 @@ def _optimal_intercepts(
             break
         b = b - t * step
         loss, g, h = trial
-    return b, h, start - loss
+    return b, start - loss
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """Each row's entropy (nats) of the distributions ``p`` (``(n, K)``, or ``(K,)``); 0 log 0 = 0."""
+    return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=-1)
+
+
+def _feasible_residuals(z: np.ndarray, y: np.ndarray, binary: bool) -> tuple[float, np.ndarray, np.ndarray]:
+    """A dual point of the probe's objective made feasible, from the scores ``z`` (intercepts
+    included; float64): a lower bound on its mean conjugate term (an entropy), the dual
+    variables ``(n, k)`` and the mixing weight ``t``.
+
+    The dual variables are the residuals ``q_i - onehot(y_i)`` of distributions ``q_i`` whose
+    sum over the rows is the class counts (the unpenalised intercepts' constraint). The
+    model's own ``p_i`` satisfy it only at optimal intercepts; otherwise each is mixed with one
+    fixed distribution ``c``, ``q_i = (1 - t) p_i + t c``, the least ``t`` that keeps ``c`` a
+    distribution. By concavity, the mean entropy of the ``q_i`` is at least ``(1 - t)`` times
+    that of the ``p_i`` plus ``t`` times ``c``'s."""
+    if binary:
+        z = np.hstack([np.zeros((len(z), 1)), z])
+    n, classes = z.shape
+    shifted = z - z.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    p = e / e.sum(axis=1, keepdims=True)
+    counts = np.bincount(y, minlength=classes).astype(np.float64)
+    total = p.sum(axis=0)
+    over = total > counts
+    t = float(np.max(1.0 - counts[over] / total[over])) if over.any() else 0.0
+    t = min(max(t, 0.0), 1.0)
+    entropy = float(np.mean(_entropy(p)))
+    q = (1.0 - t) * p
+    if t > 0:
+        c = np.clip(counts - (1.0 - t) * total, 0.0, None)
+        c /= c.sum()
+        entropy = (1.0 - t) * entropy + t * float(_entropy(c))
+        q += t * c
+    q[np.arange(n), y] -= 1.0
+    return entropy, (q[:, 1:] if binary else q), t
+
+
+def _features_times(rows: Rows, a: np.ndarray, mean, scale) -> np.ndarray:
+    """The standardised rows' transpose times ``a`` (``(n, k)``), over ``n``: one pass, float32
+    products on ``rows.xp``'s device (``_loss_grad``'s), float64 sums on the host."""
+    xp = rows.xp
+    mean32 = xp.asarray(mean.astype(np.float32))
+    out = xp.zeros((rows.d, a.shape[1]))
+    for sl, block in rows:
+        out += (block - mean32).T @ xp.asarray(a[sl].astype(np.float32))
+    return xp.to_host(out) / scale[:, None] / rows.n
 
 
 def certified_gap(
@@ -397,21 +444,22 @@ def certified_gap(
     lower bound on the objective's minimum, and the objective at ``(w, b)``: two passes over the
     rows.
 
-    With the intercepts minimised out, the objective is ``lam``-strongly convex in ``w`` (the
-    penalty), so its minimum is at least ``f - |grad_w f|^2 / (2 lam)`` (Fenchel duality's
-    gap at the dual point of the residuals). The intercepts' own residual (the float32 pass's
-    gradient in them after Newton's float64 steps) is charged by its quadratic estimate
-    ``g_b' H^+ g_b / 2``. The bound holds up to the float32 objective's rounding (1e-8 to 1e-7 of
-    it); a gradient tolerance gives no such bound."""
+    The bound is Fenchel duality's: for dual variables ``alpha_i`` summing to zero over the
+    rows, the minimum is at least ``mean_i H(alpha_i + onehot(y_i)) - |X' alpha / n|^2 /
+    (2 lam)`` (``H`` the entropy, ``X`` the standardised rows), whatever the intercepts. At
+    ``b*`` the residuals ``p_i - onehot(y_i)`` are that point, up to the mixing of
+    ``_feasible_residuals`` (which stays small once Newton's steps have converged, and makes
+    the bound hold where they cannot: scores saturated by huge weights); there the bound is
+    ``f - |grad_w f|^2 / (2 lam)``. Scores and entropies are float64; the one product with the
+    rows is float32, so the bound holds up to its rounding (1e-8 to 1e-7 of the objective)."""
+    y = np.asarray(y)
     z = _scores(rows, w, mean, scale)
-    b_star, h, drop = _optimal_intercepts(z, np.asarray(y), np.asarray(b, dtype=np.float64), binary)
-    loss, grad_w, grad_b = _loss_grad(rows, y, w, b_star, mean, scale, binary)
+    b_star, drop = _optimal_intercepts(z, y, np.asarray(b, dtype=np.float64), binary)
+    loss = float(_cross_entropy(z + b_star, y, binary)[0]) / len(y)
+    entropy, alpha, _ = _feasible_residuals(z + b_star, y, binary)
+    g = _features_times(rows, alpha, mean, scale)
     f = loss + 0.5 * lam * float(np.sum(w * w))
-    g_w = grad_w + lam * w
-    if not binary:  # shifting every intercept alike changes nothing: that part of grad_b is rounding
-        grad_b = grad_b - grad_b.mean()
-    intercept_gap = 0.5 * float(grad_b @ np.linalg.lstsq(h, grad_b, rcond=1e-10)[0])
-    return b_star, f, f - float(np.sum(g_w * g_w)) / (2 * lam) - max(0.0, intercept_gap), f + drop
+    return b_star, f, entropy - float(np.sum(g * g)) / (2 * lam), f + drop
 
 
 def fit_logistic(
@@ -469,7 +517,13 @@ def fit_logistic(
     # barely informative ones) is not declared converged at its first iterate. A warm fit pays one
     # evaluation for the reference.
     f0, g0 = fun(u0)
-    g_max = float(np.abs(g0 if init is None else fun(np.zeros_like(u0))[1]).max())
+    if init is not None:
+        f_zero, g_zero = fun(np.zeros_like(u0))
+        if f_zero < f0:  # a start worse than none: say a previous checkpoint's weights for features since rescaled
+            log.info("%s: the start's objective %.6g is above zero weights' %.6g: starting from zero", name, f0, f_zero)
+            u0, f0 = np.zeros_like(u0), f_zero
+        g0 = g_zero
+    g_max = float(np.abs(g0).max())
 
     def target(f: float) -> float:
         return tol * min(1.0, float(f), g_max)
