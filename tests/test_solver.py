@@ -308,6 +308,22 @@ def test_a_warm_start_worse_than_zero_weights_starts_from_zero():
     assert converged and f_warm == pytest.approx(f_cold, rel=1e-4)
 
 
+def test_a_probe_warm_started_worse_than_zero_weights_is_the_cold_probe():
+    # the estimator's warm fits are preconditioned by the loss Hessian at their start: at a start
+    # worse than none that curvature is no guide either (1,000 iterations, not converged, in a run),
+    # so such a start is a cold fit, at the start's C (here the walk's own first C)
+    x, y = correlated(3000, k=3, seed=8)
+    xv, yv = correlated(1000, k=3, seed=9)
+    kw = {"Cs": [1e-2, 1e-1, 1.0], "tol": 1e-5, "select_rows": 1000, "curvature_rows": 300}
+    cold = LinearProbe(**kw).fit(x, y, xv, yv)
+    rng = np.random.default_rng(1)
+    garbage = {"C": 0.1, "coef": rng.normal(size=cold.coef_.shape) * 1e12, "intercept": rng.normal(size=3) * 1e12}
+    warm = LinearProbe(**kw).fit(x, y, xv, yv, init=garbage)
+    assert warm._curvature(x.shape[1]) and warm.converged_
+    assert [(r["C"], r["n_iter"]) for r in warm.path_] == [(r["C"], r["n_iter"]) for r in cold.path_]
+    assert (warm.C_, warm.val_error_) == (cold.C_, cold.val_error_)
+
+
 @pytest.mark.parametrize("k", [2, 3])
 def test_a_fit_proven_within_gap_tol_stops_there_and_is(k):
     x, y = correlated(3000, k=k, seed=5)

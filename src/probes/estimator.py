@@ -51,6 +51,7 @@ from .solver import (
     loss_hessian,
     on,
     row_space,
+    worse_than_zero,
 )
 
 log = logging.getLogger(__name__)
@@ -447,6 +448,10 @@ class LinearProbe:
 
         def fit(C: float, start) -> tuple[dict, int, bool, int]:
             init, n_first = None if start is None else start["std"], 0
+            if curvature and init is not None and worse_than_zero(rows, y_index, len(self.classes_),
+                                                                  1.0 / (C * n_train), mean, scale, *init):  # fmt: skip
+                log.info("C=%g on %d rows: the start is worse than zero weights: fitting cold", C, rows.n)
+                init = None  # no curvature to measure there (fit_logistic would start from zero, preconditioned by it)
             if curvature and init is None:  # a cold fit: a rough optimum first, to measure the curvature at
                 *init, n_first, _, _ = solve(C, base, None, max(tol, ROUGH_TOL))
             precond = Preconditioner(hessian=loss_hessian(hessian_x, *init, mean, scale)) if curvature else base

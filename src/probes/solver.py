@@ -462,6 +462,13 @@ def certified_gap(
     return b_star, f, entropy - float(np.sum(g * g)) / (2 * lam), f + drop
 
 
+def worse_than_zero(rows: Rows, y, n_classes: int, lam: float, mean, scale, w: np.ndarray, b: np.ndarray) -> bool:
+    """Whether the objective at ``(w, b)`` (standardised) is above that of zero weights and
+    intercepts, ``log n_classes``: a start worse than none. One pass over the rows."""
+    loss = _loss_grad(rows, rows.xp.asarray(np.asarray(y)), w, b, mean, scale, n_classes == 2)[0]
+    return loss + 0.5 * lam * float(np.sum(w * w)) > np.log(n_classes)
+
+
 def fit_logistic(
     rows: Rows,
     y: np.ndarray,
