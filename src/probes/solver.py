@@ -393,10 +393,10 @@ def _entropy(p: np.ndarray) -> np.ndarray:
     return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=-1)
 
 
-def _feasible_residuals(z: np.ndarray, y: np.ndarray, binary: bool) -> tuple[float, np.ndarray, np.ndarray]:
-    """A dual point of the probe's objective made feasible, from the scores ``z`` (intercepts
-    included; float64): a lower bound on its mean conjugate term (an entropy), the dual
-    variables ``(n, k)`` and the mixing weight ``t``.
+def _feasible_residuals(p: np.ndarray, y: np.ndarray, binary: bool) -> tuple[float, np.ndarray]:
+    """A dual point of the probe's objective made feasible, from the model's class probabilities
+    ``p`` (``(n, K)``, every class; float64): a lower bound on its mean conjugate term (an
+    entropy), and the dual variables ``(n, k)``.
 
     The dual variables are the residuals ``q_i - onehot(y_i)`` of distributions ``q_i`` whose
     sum over the rows is the class counts (the unpenalised intercepts' constraint). The
@@ -404,12 +404,7 @@ def _feasible_residuals(z: np.ndarray, y: np.ndarray, binary: bool) -> tuple[flo
     fixed distribution ``c``, ``q_i = (1 - t) p_i + t c``, the least ``t`` that keeps ``c`` a
     distribution. By concavity, the mean entropy of the ``q_i`` is at least ``(1 - t)`` times
     that of the ``p_i`` plus ``t`` times ``c``'s."""
-    if binary:
-        z = np.hstack([np.zeros((len(z), 1)), z])
-    n, classes = z.shape
-    shifted = z - z.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    p = e / e.sum(axis=1, keepdims=True)
+    n, classes = p.shape
     counts = np.bincount(y, minlength=classes).astype(np.float64)
     total = p.sum(axis=0)
     over = total > counts
@@ -423,7 +418,7 @@ def _feasible_residuals(z: np.ndarray, y: np.ndarray, binary: bool) -> tuple[flo
         entropy = (1.0 - t) * entropy + t * float(_entropy(c))
         q += t * c
     q[np.arange(n), y] -= 1.0
-    return entropy, (q[:, 1:] if binary else q), t
+    return entropy, (q[:, 1:] if binary else q)
 
 
 def _features_times(rows: Rows, a: np.ndarray, mean, scale) -> np.ndarray:
@@ -455,17 +450,19 @@ def certified_gap(
     y = np.asarray(y)
     z = _scores(rows, w, mean, scale)
     b_star, drop = _optimal_intercepts(z, y, np.asarray(b, dtype=np.float64), binary)
-    loss = float(_cross_entropy(z + b_star, y, binary)[0]) / len(y)
-    entropy, alpha, _ = _feasible_residuals(z + b_star, y, binary)
+    loss, p = _cross_entropy(z + b_star, y, binary)
+    p[np.arange(len(y)), y] += 1.0  # the residuals' probabilities
+    entropy, alpha = _feasible_residuals(p, y, binary)
     g = _features_times(rows, alpha, mean, scale)
-    f = loss + 0.5 * lam * float(np.sum(w * w))
+    f = float(loss) / len(y) + 0.5 * lam * float(np.sum(w * w))
     return b_star, f, entropy - float(np.sum(g * g)) / (2 * lam), f + drop
 
 
 def worse_than_zero(rows: Rows, y, n_classes: int, lam: float, mean, scale, w: np.ndarray, b: np.ndarray) -> bool:
     """Whether the objective at ``(w, b)`` (standardised) is above that of zero weights and
-    intercepts, ``log n_classes``: a start worse than none. One pass over the rows."""
-    loss = _loss_grad(rows, rows.xp.asarray(np.asarray(y)), w, b, mean, scale, n_classes == 2)[0]
+    intercepts, ``log n_classes``: a start worse than none. One pass over the rows (the scores)."""
+    y = np.asarray(y)
+    loss = float(_cross_entropy(_scores(rows, w, mean, scale) + b, y, n_classes == 2)[0]) / len(y)
     return loss + 0.5 * lam * float(np.sum(w * w)) > np.log(n_classes)
 
 

@@ -13,7 +13,7 @@ rule train:
         f"{BENCH}/train/{{experiment}}/r{{repeat}}/step{{step}}.tsv"
     threads: 1  # more with --set-threads train=N: one core each keeps both cores busy here
     # earlier checkpoints first (a job resumes from the latest checkpoint already on disk, so in
-    # reverse order each would train from scratch), all below probe jobs, above extractions
+    # reverse order each would train from scratch), all below probe jobs; extractions share the order
     priority: step_priority
     resources:
         mem_mb=3000,
