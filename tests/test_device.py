@@ -78,7 +78,9 @@ def assert_same_probe(a: LinearProbe, b: LinearProbe, x, y, test) -> None:
         return objective(p.coef_ * scale, p.intercept_ + p.coef_ @ mean, xs, y, p.C_)
 
     assert abs(f(b) - f(a)) <= 1e-6 * f(a), (f(a), f(b))
-    assert b.train_loss_ == pytest.approx(a.train_loss_, rel=1e-4)  # the objective is flatter along the penalty
+    # the objective is flat along the penalty: at C=10, two fits within 1e-7 of scikit-learn's optimum
+    # (the multinomial walk's) differ by 1.5e-4 in their training loss
+    assert b.train_loss_ == pytest.approx(a.train_loss_, rel=1e-3)
     assert abs(b.train_error_ - a.train_error_) <= 1.01 / len(y)
     assert abs(b.val_error_ - a.val_error_) <= 1.01 / len(test[1])
     (ea, la), (eb, lb) = a.error_and_loss(*test), b.error_and_loss(*test)

@@ -195,6 +195,39 @@ def test_the_stopping_rule_is_relative_to_the_gradient_at_zero():
     assert objective(probe.coef_, probe.intercept_, x, y, C) - best < 2e-5  # 4.7e-6; was 2.0e-4
 
 
+def collapsed(n, d=128, k=10, seed=0):
+    """A deep ReLU layer's rows: one strong direction common to every unit, the classes in weak ones."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(k, size=n)
+    z = rng.normal(size=(k, 8))[y] + rng.normal(size=(n, 8)) * 0.4
+    x = rng.normal(size=(n, 1)) * 5 + z @ rng.normal(size=(8, d)) * 0.3 + rng.normal(size=(n, d)) * 0.05
+    return np.maximum(x, 0).astype(np.float32), y
+
+
+def test_a_warm_fit_at_a_weak_penalty_is_preconditioned_by_the_loss_hessian_and_reaches_the_optimum():
+    # The walk's step from C/10 to C on a 128-wide layer. In float32 products the loss Hessian's
+    # null direction came out at -4e-6, below this penalty (5e-8): its Cholesky factor failed, the fit
+    # ran unpreconditioned and met its gradient tolerance at the start, 0 iterations, 0.9% above the optimum.
+    x, y = collapsed(2000)
+    rows, C, n = Rows(x), 1e4, len(y)
+    mean, scale, cov = feature_stats(rows, True)
+    xs = (x - mean) / scale
+
+    def optimum(C: float) -> tuple:
+        """The whitened fit, far tighter than the walk's (test_every_preconditioner_reaches_scikit_learns_optimum)."""
+        return fit_logistic(rows, y, 10, 1 / (C * n), mean, scale, Preconditioner(cov=cov), tol=1e-9, max_iter=20000)
+
+    *start, _, _, _ = optimum(C / 10)
+    w_best, b_best, *_ = optimum(C)
+    best = objective(w_best.T, b_best, xs, y, C)
+    assert (objective(start[0].T, start[1], xs, y, C) - best) / best > 1e-3  # the start is no optimum
+    hessian = loss_hessian(x, *start, mean, scale)
+    w, b, n_iter, converged, _ = fit_logistic(rows, y, 10, 1 / (C * n), mean, scale,
+                                              Preconditioner(hessian=hessian), start, tol=1e-3)  # fmt: skip
+    assert converged and n_iter > 0
+    assert (objective(w.T, b, xs, y, C) - best) / best < 1e-4
+
+
 @pytest.mark.parametrize(
     "whiten, curvature_max_params, started",
     [
