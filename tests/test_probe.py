@@ -220,7 +220,7 @@ def test_fit_points_warm_starts_each_point_from_the_previous_jobs_weights_or_reu
     assert np.array_equal(before["same.coef"], after["same.coef"]) and after["same.digest"] == before["same.digest"]
     assert after["layer.digest"] != before["layer.digest"]
     np.savez(tmp_path / "other.npz", **{"layer.C": 1.0})
-    with pytest.raises(ValueError, match=r"other.npz: no probe of \['same'\] to warm-start from"):
+    with pytest.raises(ValueError, match=r"other.npz: no probe of \['same'\] \(the job's points\)"):
         fit_points({"experiment": "e", "repeat": 0, "step": 1, "points": points}, tmp_path / "step1.h5",
                    tmp_path / "p2.json", tmp_path / "p2.npz", warm_from=tmp_path / "other.npz")  # fmt: skip
 
@@ -251,7 +251,7 @@ def test_a_probe_warm_started_from_its_own_solution_starts_at_the_optimum(settin
     assert warm.C_ == cold.C_ and np.allclose(warm.coef_, cold.coef_, rtol=1e-3, atol=1e-3 * np.abs(cold.coef_).max())
 
 
-def test_a_probe_is_reused_only_with_warm_start_on_the_same_data_labels_and_settings_once_converged(tmp_path):
+def test_a_probe_is_reused_only_on_the_same_data_labels_and_settings_once_converged(tmp_path):
     x, y = separable(900, d=20, seed=14)
     labels = {"step0": y, "step1": y, "step2": y.copy()}
     labels["step2"][800:] = (labels["step2"][800:] + 1) % 3  # test labels only
@@ -259,11 +259,11 @@ def test_a_probe_is_reused_only_with_warm_start_on_the_same_data_labels_and_sett
         activation_file(tmp_path / f"{step}.h5", {"a": x, "b": x}, lab, step=int(step[-1]))
     probe = {"Cs": [0.1, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-6, "max_iter": 1000, "warm_start": True}
 
-    def run(step: int, points: list, warm_from=None) -> list[str]:
+    def run(step: int, points: list, warm_from=None, reuse_from=None) -> list[str]:
         settings = {"experiment": "e", "repeat": 0, "step": step, "points": points}
         out = tmp_path / f"p{step}"
         results = fit_points(settings, tmp_path / f"step{step}.h5", out.with_suffix(".json"), out.with_suffix(".npz"),
-                             warm_from)  # fmt: skip
+                             warm_from, reuse_from=reuse_from)  # fmt: skip
         return [r["start"] for r in results]
 
     points = [{"point": "a", "layer_index": 0, "probe": probe},
@@ -273,8 +273,13 @@ def test_a_probe_is_reused_only_with_warm_start_on_the_same_data_labels_and_sett
     assert run(2, points, tmp_path / "p1.npz") == ["warm", "warm"]  # other test labels
     other = [{**points[0], "probe": {**probe, "tol": 1e-5}}, points[1]]  # other settings
     assert run(1, other, tmp_path / "p0.npz") == ["warm", "warm"]
+    # warm_start off: the first checkpoint's probes (--reuse-from) are reused all the same, and
+    # nothing else is
     off = [{**p, "probe": {k: v for k, v in p["probe"].items() if k != "warm_start"}} for p in points]
-    assert run(1, off, tmp_path / "p0.npz") == ["warm", "warm"]  # warm_start off: never reused
+    assert run(0, off) == ["cold", "cold"]
+    assert run(1, off, reuse_from=tmp_path / "p0.npz") == ["reused", "cold"]
+    assert run(2, off, reuse_from=tmp_path / "p0.npz") == ["cold", "cold"]  # other test labels
+    assert run(1, off) == ["cold", "cold"]
 
 
 @pytest.mark.parametrize("n_train", [1, 40])

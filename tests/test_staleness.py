@@ -5,6 +5,7 @@ run, and asserts the exact set of jobs. The completed run itself is never touche
 """
 
 import copy
+import csv
 import os
 import re
 import shutil
@@ -107,6 +108,30 @@ def test_changed_probe_code_reruns_every_probe_and_nothing_upstream(tiny_run, tm
                         for r in exp.repeats for s in exp.steps for j in exp.probe_jobs}  # fmt: skip
     assert {j for j in jobs if j[0] == "probe"} == every_probe
     assert {rule for rule, _ in jobs} == {"probe", "aggregate", "figure", "animation", "all"}
+
+
+def test_a_probe_unchanged_since_the_first_checkpoint_is_reused_not_fitted_again(tiny_run, tmp_path):
+    """The input is the same at every checkpoint: each later probe job reads the same job's weights
+    at the first checkpoint (``--reuse-from``) and reuses its probe; every other point is fitted."""
+    work, config = tiny_run
+    rows = list(csv.DictReader((work / "results/tiny_convnet/probes.csv").read_text().splitlines()))
+    start = {(int(r["step"]), r["point"]): r["start"] for r in rows}
+    assert start == {**{(0, p): "cold" for p in CONVNET_POINTS}, **{(32, p): "cold" for p in CONVNET_POINTS[1:]},
+                     (32, "input"): "reused"}  # fmt: skip
+    first = {r["point"]: r for r in rows if r["step"] == "0"}
+    for r in rows:
+        if r["start"] == "reused":
+            assert r["n_iter"] == "0" and all(r[k] == first[r["point"]][k] for k in ("C", "val_error", "test_error"))
+    c = copy.deepcopy(config)
+    c["experiments"]["tiny_convnet"]["probe"]["Cs"] = [1.0e-2, 1.0e-1, 1.0]  # every probe job scheduled
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(c))
+    run = snakemake(work, "--dry-run", "--printshellcmds", "--configfile", str(tmp_path / "changed.yaml"))
+    commands = [line for line in run.stdout.splitlines() if "probes fit" in line]
+    for point in CONVNET_POINTS:
+        (at32,) = [cmd for cmd in commands if f"step32/{point}.json" in cmd]
+        assert f"--reuse-from results/tiny_convnet/r0/probes/step0/{point}.npz" in at32
+        (at0,) = [cmd for cmd in commands if f"step0/{point}.json" in cmd]
+        assert "--reuse-from" not in at0 and "--warm-start" not in at0
 
 
 def test_warm_start_chains_each_probe_job_to_the_same_job_at_the_previous_checkpoint(tiny_run, tmp_path):

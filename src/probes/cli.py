@@ -62,7 +62,9 @@ def cmd_fit(a: argparse.Namespace) -> None:
     device = resolve(a.device)  # a missing CUDA device is an error at once; imports torch before the thread cap
     _threads(a.threads)
     warm = Path(a.warm_start) if a.warm_start else None
-    fit_points(json.loads(a.settings), Path(a.activations), Path(a.out_json), Path(a.out_weights), warm, device)
+    reuse = Path(a.reuse_from) if a.reuse_from else None
+    fit_points(json.loads(a.settings), Path(a.activations), Path(a.out_json), Path(a.out_weights), warm, device,
+               reuse)  # fmt: skip
 
 
 def cmd_aggregate(a: argparse.Namespace) -> None:
@@ -260,6 +262,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out-json", required=True, help="the probes' errors, C and diagnostics (.json)")
     s.add_argument("--out-weights", required=True, help="the probes' weights and biases (.npz)")
     s.add_argument("--warm-start", help="the same job's weights (.npz) at the previous checkpoint, to start from")
+    s.add_argument("--reuse-from", help="the same job's weights (.npz) at the first checkpoint: a probe whose "
+                   "settings, activations and labels are the same as there (the input) is reused, not fitted")  # fmt: skip
     s.add_argument("--threads", type=int, default=1, help="BLAS (and torch) threads")
     s.add_argument("--device", default="cpu", help="where the preconditioned_lbfgs solver multiplies by the "
                    "activations: cpu (NumPy), cuda, auto (CUDA when available); torch:cpu tests the torch path")  # fmt: skip

@@ -70,7 +70,7 @@ def prior_probe(classes: np.ndarray, y: np.ndarray, labels: list[np.ndarray], wi
 
 
 def fit_point(
-    settings: dict, activations: Path, init: dict | None = None, device: str = "cpu"
+    settings: dict, activations: Path, init: dict | None = None, device: str = "cpu", known: tuple = ()
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """Fit the probe of one (experiment, repeat, checkpoint, point); return its metrics and weights.
 
@@ -78,18 +78,19 @@ def fit_point(
     ``probe`` (the ``LinearProbe`` parameters, plus ``memory_budget_mb`` and
     ``warm_start``, which concern the job). The weights are the probe's
     raw-feature ``coef``, ``intercept``, ``classes``, chosen ``C``, ``converged`` and
-    ``reduced_rank`` (-1: none), and with ``warm_start`` a ``digest`` of the probe
-    settings, activations and labels. ``init``, such a record of the point's probe
-    at the previous checkpoint, is reused as it is (scored again, no fit) when its
-    digest is this one's and it converged, and otherwise warm-starts the fit
-    (``LinearProbe.fit``). Activations with NaN or infinite entries (an exploded
+    ``reduced_rank`` (-1: none), and a ``digest`` of the probe settings, activations and
+    labels. ``known``, such records of the point's probe at other checkpoints (the first's,
+    the previous one's), and ``init``, the previous checkpoint's with ``warm_start``: one
+    whose digest is this one's and which converged is reused as it is (scored again, no
+    fit): the same settings and data, the same probe. Otherwise ``init`` warm-starts the
+    fit (``LinearProbe.fit``). Activations with NaN or infinite entries (an exploded
     model) get no fit: the probe is the constant class-prior classifier, at chance
     level, with a warning. ``device`` is where the solver's products run (``LinearProbe``);
     how the probe is fitted, not what it is, so it is no part of ``settings``.
     """
     point, params = settings["point"], dict(settings["probe"])
     budget_mb = params.pop("memory_budget_mb", 0)
-    warm = params.pop("warm_start", False)
+    params.pop("warm_start", False)  # the job's chain (fit_points), not the estimator's
     expect = {"experiment": settings["experiment"], "step": settings["step"]}
     where = f"{settings['experiment']} step {settings['step']} {point}"
     warnings: list[str] = []
@@ -115,7 +116,8 @@ def fit_point(
             "test": count_nonfinite(Rows(test)),
         }
         splits = [(x, y), (x_val, y_val), (Rows(test), y_test)]
-        digest = probe_digest(settings["probe"], splits) if warm else None
+        digest = probe_digest(settings["probe"], splits)
+        same = next((r for r in (*known, init) if r and r["digest"] == digest and r["converged"]), None)
         classes = np.unique(y)
         degenerate = "nonfinite" if any(nonfinite.values()) else "single_class" if len(classes) < 2 else ""
         start = "cold" if init is None or degenerate else "warm"
@@ -128,17 +130,16 @@ def fit_point(
                 warnings.append(f"the training split has {len(y)} row(s), all of class {classes[0]}: no probe fitted; "
                                 "errors are those of always predicting it")  # fmt: skip
             fit, weights = prior_probe(classes, y, [y, y_val, y_test], train.shape[1])
-        elif start == "warm" and digest is not None and init["digest"] == digest and init["converged"]:
-            # the settings and data the given probe was fitted with
+        elif same is not None:  # the settings and data a stored probe was fitted with
             start, t1 = "reused", time.time()
-            coef, intercept = init["coef"], init["intercept"]
+            coef, intercept = same["coef"], same["intercept"]
             weights = {"coef": coef, "intercept": intercept}
-            fit = {"C": init["C"], "n_iter": 0, "converged": True, "path": [], "reduced_rank": init["reduced_rank"],
-                   "C_limit": init["C_limit"], "gap_bound": None}  # fmt: skip
+            fit = {"C": same["C"], "n_iter": 0, "converged": True, "path": [], "reduced_rank": same["reduced_rank"],
+                   "C_limit": same["C_limit"], "gap_bound": None}  # fmt: skip
             for split, (xs, labels) in zip(("train", "val", "test"), splits):
                 fit[f"{split}_error"], fit[f"{split}_loss"] = metrics(coef, intercept, classes, xs, labels)
             fit["fit_seconds"] = time.time() - t1
-            log.info("%s: activations identical to the previous probe's: its probe reused", where)
+            log.info("%s: settings, activations and labels identical to %s's: its probe reused", where, same["source"])
         else:
             probe = LinearProbe(**params, device=device).fit(x, y, x_val, y_val, copy=False, init=init)
             classes = probe.classes_
@@ -173,7 +174,7 @@ def fit_point(
     stored = {**weights, "classes": classes, "C": np.float64(fit["C"]), "converged": np.bool_(fit["converged"]),
               "C_limit": np.str_(fit["C_limit"]),
               "reduced_rank": np.int64(-1 if fit["reduced_rank"] is None else fit["reduced_rank"])}  # fmt: skip
-    return result, stored if digest is None else {**stored, "digest": np.str_(digest)}
+    return result, {**stored, "digest": np.str_(digest)}
 
 
 def fit_points(
@@ -183,6 +184,7 @@ def fit_points(
     out_weights: Path,
     warm_from: Path | None = None,
     device: str = "cpu",
+    reuse_from: Path | None = None,
 ) -> list[dict]:
     """Fit the probes of one probe job: some points of one (experiment, repeat, checkpoint).
 
@@ -192,18 +194,24 @@ def fit_points(
     ``<point>.classes``, ``<point>.C`` and the rest of ``fit_point``'s record; both
     only once every probe is fitted. ``warm_from``, such an ``.npz`` of the same
     points (the previous checkpoint's job), gives each probe its ``init`` there
-    (none where that probe had no fit: non-finite activations). ``device``: ``fit_point``'s, checked
-    before any probe is fitted (``cuda`` where there is none is an error at once).
+    (none where that probe had no fit: non-finite activations). ``reuse_from``, such an ``.npz``
+    (the same job's at the experiment's first checkpoint), offers its probes for reuse where
+    nothing changed (``fit_point``'s ``known``): the input, a frozen layer. ``device``:
+    ``fit_point``'s, checked before any probe is fitted (``cuda`` where there is none is an
+    error at once).
     """
     device = resolve(device)
     log.info("probe solver device: %s", {"cpu": "cpu (NumPy)"}.get(device, device))
     common = {k: settings[k] for k in ("experiment", "repeat", "step")}
-    previous = previous_probes(warm_from, [spec["point"] for spec in settings["points"]]) if warm_from else {}
+    names = [spec["point"] for spec in settings["points"]]
+    previous = previous_probes(warm_from, names) if warm_from else {}
+    first = previous_probes(reuse_from, names) if reuse_from else {}
     results, arrays = [], {}
     for i, spec in enumerate(settings["points"], 1):
         log.info("probe %d/%d: %s%s", i, len(settings["points"]), spec["point"],
                  " (warm start)" if previous.get(spec["point"]) else "")  # fmt: skip
-        result, weights = fit_point({**common, **spec}, activations, previous.get(spec["point"]), device)
+        result, weights = fit_point({**common, **spec}, activations, previous.get(spec["point"]), device,
+                                    (first.get(spec["point"]),))  # fmt: skip
         results.append(result)
         arrays.update({f"{spec['point']}.{k}": v for k, v in weights.items()})
     save_weights(arrays, out_weights)

@@ -1,6 +1,6 @@
 """The probe weights a probe job stores (one ``.npz`` per job, arrays ``<point>.<name>``) and
-reads back to warm-start the next checkpoint's probes, with the digest that says when a stored
-probe is the one the same settings and data would fit again."""
+reads back, to warm-start the next checkpoint's probes or to reuse a probe, with the digest that
+says when a stored probe is the one the same settings and data would fit again."""
 
 from __future__ import annotations
 
@@ -36,17 +36,17 @@ def probe_digest(probe_settings: dict, splits: list[tuple]) -> str:
 
 def previous_probes(path: Path, points: list[str]) -> dict[str, dict | None]:
     """Each point's probe record in a probe job's ``.npz`` (``C``, ``coef``, ``intercept``,
-    ``converged``, ``reduced_rank``, ``digest`` or ``None``); ``None`` for a point whose probe
-    had no fit (``C`` NaN)."""
+    ``converged``, ``reduced_rank``, ``digest`` or ``None``, and ``source``: ``path``); ``None``
+    for a point whose probe had no fit (``C`` NaN)."""
     try:  # a cut file fails to open (no zip directory), a damaged one on its member's CRC
         with np.load(path) as f:
             arrays = {k: f[k] for k in f.files}
     except Exception as exc:
-        raise DamagedFileError(f"{path}: unreadable probe weights for a warm start ({type(exc).__name__}: {exc}): "
+        raise DamagedFileError(f"{path}: unreadable probe weights ({type(exc).__name__}: {exc}): "
                                f"damaged or cut; {MEND}") from exc  # fmt: skip
     missing = [p for p in points if f"{p}.C" not in arrays]
     if missing:
-        raise ValueError(f"{path}: no probe of {missing} to warm-start from; it has {sorted(arrays)}")
+        raise ValueError(f"{path}: no probe of {missing} (the job's points); it has {sorted(arrays)}")
     out = {}
     for p in points:
         C = float(arrays[f"{p}.C"])
@@ -55,6 +55,6 @@ def previous_probes(path: Path, points: list[str]) -> dict[str, dict | None]:
         out[p] = None if not np.isfinite(C) else {
             "C": C, "coef": arrays[f"{p}.coef"], "intercept": arrays[f"{p}.intercept"], "digest": digest,
             "converged": bool(arrays.get(f"{p}.converged", False)), "reduced_rank": None if rank < 0 else rank,
-            "C_limit": str(arrays.get(f"{p}.C_limit", "")),
+            "C_limit": str(arrays.get(f"{p}.C_limit", "")), "source": str(path),
         }  # fmt: skip
     return out

@@ -136,6 +136,17 @@ def previous_probe_weights(wildcards) -> list[str]:
     return [PROBE_WEIGHTS.format(experiment=exp.name, repeat=wildcards.repeat, step=prev, job=wildcards.job)]
 
 
+def first_probe_weights(wildcards) -> list[str]:
+    """The same probe job's weights at the experiment's first checkpoint (none there): a probe
+    whose settings and data are the same as that one's (the input, a frozen layer) is reused.
+    An input like any other: that job made again reruns the later ones (``ancient`` would spare
+    them, but in Snakemake 9 it also hides their own params' changes: snakemake#4166)."""
+    exp = experiment(wildcards)
+    if int(wildcards.step) == exp.steps[0]:
+        return []
+    return [PROBE_WEIGHTS.format(experiment=exp.name, repeat=wildcards.repeat, step=exp.steps[0], job=wildcards.job)]
+
+
 def figure_spec(wildcards) -> dict:
     return named("figures", wildcards.figure)
 

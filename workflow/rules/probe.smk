@@ -2,6 +2,7 @@ rule probe:
     input:
         activations=f"{RUN}/activations/step{{step}}.h5",
         previous=previous_probe_weights,
+        first=first_probe_weights,
     output:
         json=PROBE_JSON,
         weights=PROBE_WEIGHTS,
@@ -9,6 +10,7 @@ rule probe:
         settings=probe_settings,
         code=CODE["probe"],
         warm=lambda wildcards, input: f"--warm-start {shlex.quote(input.previous[0])}" if input.previous else "",
+        reuse=lambda wildcards, input: f"--reuse-from {shlex.quote(input.first[0])}" if input.first else "",
     log:
         f"{LOGS}/probe/{{experiment}}/r{{repeat}}/step{{step}}/{{job}}.log",
     benchmark:
@@ -23,6 +25,6 @@ rule probe:
         # where the solver's products run: how the job runs, not what it makes (a resource: changing it reruns nothing)
         device=DEVICE,
     shell:
-        "probes fit --settings {params.settings:q} --activations {input.activations:q} {params.warm}"
+        "probes fit --settings {params.settings:q} --activations {input.activations:q} {params.warm} {params.reuse}"
         " --out-json {output.json:q} --out-weights {output.weights:q} --threads {threads}"
         " --device {resources.device} > {log:q} 2>&1"
