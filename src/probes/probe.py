@@ -70,7 +70,7 @@ def prior_probe(classes: np.ndarray, y: np.ndarray, labels: list[np.ndarray], wi
 
 
 def fit_point(
-    settings: dict, activations: Path, init: dict | None = None, device: str = "cpu", known: tuple = ()
+    settings: dict, activations: Path, init: dict | None = None, device: str = "cpu", first: dict | None = None
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """Fit the probe of one (experiment, repeat, checkpoint, point); return its metrics and weights.
 
@@ -79,10 +79,10 @@ def fit_point(
     ``warm_start``, which concern the job). The weights are the probe's
     raw-feature ``coef``, ``intercept``, ``classes``, chosen ``C``, ``converged`` and
     ``reduced_rank`` (-1: none), and a ``digest`` of the probe settings, activations and
-    labels. ``known``, such records of the point's probe at other checkpoints (the first's,
-    the previous one's), and ``init``, the previous checkpoint's with ``warm_start``: one
-    whose digest is this one's and which converged is reused as it is (scored again, no
-    fit): the same settings and data, the same probe. Otherwise ``init`` warm-starts the
+    labels. ``first``, such a record of the point's probe at the experiment's first
+    checkpoint, and ``init``, the previous checkpoint's with ``warm_start``: one whose digest
+    is this one's and which converged is reused as it is (scored again, no fit): the same
+    settings and data, the same probe. Otherwise ``init`` warm-starts the
     fit (``LinearProbe.fit``). Activations with NaN or infinite entries (an exploded
     model) get no fit: the probe is the constant class-prior classifier, at chance
     level, with a warning. ``device`` is where the solver's products run (``LinearProbe``);
@@ -117,7 +117,7 @@ def fit_point(
         }
         splits = [(x, y), (x_val, y_val), (Rows(test), y_test)]
         digest = probe_digest(settings["probe"], splits)
-        same = next((r for r in (*known, init) if r and r["digest"] == digest and r["converged"]), None)
+        same = next((r for r in (first, init) if r and r["digest"] == digest and r["converged"]), None)
         classes = np.unique(y)
         degenerate = "nonfinite" if any(nonfinite.values()) else "single_class" if len(classes) < 2 else ""
         start = "cold" if init is None or degenerate else "warm"
@@ -196,7 +196,7 @@ def fit_points(
     points (the previous checkpoint's job), gives each probe its ``init`` there
     (none where that probe had no fit: non-finite activations). ``reuse_from``, such an ``.npz``
     (the same job's at the experiment's first checkpoint), offers its probes for reuse where
-    nothing changed (``fit_point``'s ``known``): the input, a frozen layer. ``device``:
+    nothing changed (``fit_point``'s ``first``): the input, a frozen layer. ``device``:
     ``fit_point``'s, checked before any probe is fitted (``cuda`` where there is none is an
     error at once).
     """
@@ -211,7 +211,7 @@ def fit_points(
         log.info("probe %d/%d: %s%s", i, len(settings["points"]), spec["point"],
                  " (warm start)" if previous.get(spec["point"]) else "")  # fmt: skip
         result, weights = fit_point({**common, **spec}, activations, previous.get(spec["point"]), device,
-                                    (first.get(spec["point"]),))  # fmt: skip
+                                    first.get(spec["point"]))  # fmt: skip
         results.append(result)
         arrays.update({f"{spec['point']}.{k}": v for k, v in weights.items()})
     save_weights(arrays, out_weights)

@@ -126,14 +126,23 @@ def step_priority(wildcards) -> float:
     return 1.0 - int(wildcards.step) / (experiment(wildcards).total_steps + 1)
 
 
+def probe_weights_at(wildcards, step: int) -> list[str]:
+    """The same probe job's weights at checkpoint ``step``."""
+    return [PROBE_WEIGHTS.format(experiment=wildcards.experiment, repeat=wildcards.repeat, step=step, job=wildcards.job)]
+
+
+def file_option(flag: str, files: list) -> str:
+    """``flag`` and the one file of ``files`` (quoted), or nothing when there is none."""
+    return f"{flag} {shlex.quote(files[0])}" if files else ""
+
+
 def previous_probe_weights(wildcards) -> list[str]:
     """With ``probe.warm_start``, the same probe job's weights at the previous checkpoint (none at the first)."""
     exp = experiment(wildcards)
     step = int(wildcards.step)
     if not exp.spec["probe"]["warm_start"] or step == exp.steps[0]:
         return []
-    prev = exp.steps[exp.steps.index(step) - 1]
-    return [PROBE_WEIGHTS.format(experiment=exp.name, repeat=wildcards.repeat, step=prev, job=wildcards.job)]
+    return probe_weights_at(wildcards, exp.steps[exp.steps.index(step) - 1])
 
 
 def first_probe_weights(wildcards) -> list[str]:
@@ -141,10 +150,8 @@ def first_probe_weights(wildcards) -> list[str]:
     whose settings and data are the same as that one's (the input, a frozen layer) is reused.
     An input like any other: that job made again reruns the later ones (``ancient`` would spare
     them, but in Snakemake 9 it also hides their own params' changes: snakemake#4166)."""
-    exp = experiment(wildcards)
-    if int(wildcards.step) == exp.steps[0]:
-        return []
-    return [PROBE_WEIGHTS.format(experiment=exp.name, repeat=wildcards.repeat, step=exp.steps[0], job=wildcards.job)]
+    first = experiment(wildcards).steps[0]
+    return [] if int(wildcards.step) == first else probe_weights_at(wildcards, first)
 
 
 def figure_spec(wildcards) -> dict:

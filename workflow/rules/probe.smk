@@ -9,8 +9,8 @@ rule probe:
     params:
         settings=probe_settings,
         code=CODE["probe"],
-        warm=lambda wildcards, input: f"--warm-start {shlex.quote(input.previous[0])}" if input.previous else "",
-        reuse=lambda wildcards, input: f"--reuse-from {shlex.quote(input.first[0])}" if input.first else "",
+        warm=lambda wildcards, input: file_option("--warm-start", input.previous),
+        reuse=lambda wildcards, input: file_option("--reuse-from", input.first),
     log:
         f"{LOGS}/probe/{{experiment}}/r{{repeat}}/step{{step}}/{{job}}.log",
     benchmark:
