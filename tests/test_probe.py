@@ -322,15 +322,19 @@ def test_a_validation_optimum_beyond_the_grid_extends_the_walk_or_is_flagged(sol
 
 
 @pytest.mark.parametrize(
-    "gains, chosen, last",
+    "gains, chosen, last, flagged",
     [
-        ((-0.01, 0.01, 0.01), 1.0, 10.0),  # worse past the grid: stop at once
-        ((0.001, 0.01, 0.01), 10.0, 10.0),  # 10 rows better (a standard error is 40): the best, then stop
-        ((0.01, 0.001, 0.01), 100.0, 100.0),  # 100 rows better, then 10: stop there
-        ((0.01, 0.01, 0.01), 1000.0, 1000.0),  # better by a decade to the last reachable: flagged
+        ((-0.01, 0.01, 0.01), 1.0, 10.0, False),  # worse past the grid: stop at once
+        ((0.001, 0.01, 0.01), 10.0, 10.0, False),  # 10 rows better (a standard error is 40): the best, then stop
+        ((0.01, 0.001, 0.01), 100.0, 100.0, False),  # 100 rows better, then 10: stop there
+        ((0.01, 0.01, 0.01), 1000.0, 1000.0, True),  # better by a decade to the last reachable: flagged
+        # the last reachable C the best by 10 rows: the curve flattened there, nothing lies beyond
+        ((0.01, 0.01, 0.001), 1000.0, 1000.0, False),
     ],
 )
-def test_the_walk_goes_past_the_grid_only_while_each_decade_gains_beyond_noise(gains, chosen, last, monkeypatch):
+def test_the_walk_goes_past_the_grid_only_while_each_decade_gains_beyond_noise(
+    gains, chosen, last, flagged, monkeypatch
+):
     # each C's validation error as given, on 10,000 validation rows (a standard error of 0.004 at 20%)
     import probes.estimator as estimator
 
@@ -346,4 +350,26 @@ def test_the_walk_goes_past_the_grid_only_while_each_decade_gains_beyond_noise(g
     probe.classes_, probe.path_ = np.arange(2), []
     best = probe._walk(fitter, np.zeros((10000, 1), np.float32), np.zeros(10000))
     assert best["C"] == chosen and [r["C"] for r in probe.path_][-1] == last
-    assert probe.C_limit_ == ("upper" if chosen == 1000.0 else "")
+    assert probe.C_limit_ == ("upper" if flagged else "")
+
+
+@pytest.mark.parametrize("last_gain, flagged", [(0.0001, False), (0.02, True)])
+def test_the_full_rows_walk_keeps_the_subsample_walks_finding_that_the_curve_flattened(last_gain, flagged, monkeypatch):
+    # validation error by C (1,000 validation rows: a standard error of 0.012 at 16%), each decade past
+    # the grid 0.02 better, the last reachable (1000) better by last_gain: the subsample's walk fits up
+    # to 1000; the full rows' walk starts there and fits nothing further out
+    curve = {0.01: 0.30, 0.1: 0.25, 1.0: 0.20, 10.0: 0.18, 100.0: 0.16, 1000.0: 0.16 - last_gain}
+    real = LinearProbe._fit_and_record
+
+    def record(self, fitter, C, start, x_val, y_val):
+        r = real(self, fitter, C, start, x_val, y_val)
+        self.path_[-1]["val_error"] = r["val_error"] = curve[C]
+        return r
+
+    monkeypatch.setattr(LinearProbe, "_fit_and_record", record)
+    rng = np.random.default_rng(0)
+    x, xv = rng.standard_normal((2000, 5)).astype(np.float32), rng.standard_normal((1000, 5)).astype(np.float32)
+    y, yv = (x[:, 0] > 0).astype(int), (xv[:, 0] > 0).astype(int)
+    probe = LinearProbe(Cs=[0.01, 0.1, 1.0], select_rows=500).fit(x, y, xv, yv)
+    assert probe.C_ == 1000.0 and [r["C"] for r in probe.path_ if r["rows"] == 2000] == [1000.0, 1000.0]
+    assert probe.C_limit_ == ("upper" if flagged else "")

@@ -9,7 +9,8 @@ each fit warm-started from the previous solution; each direction stops once
 validation error has not improved for ``patience`` grid points. Where the best C
 is at an end of the grid (the validation curve has not turned), the walk goes
 on past it a decade at a time, up to ``extend_decades``, and a best C at the
-last reachable one is flagged (``C_limit_``).
+last reachable one is flagged (``C_limit_``) unless its decade's gain was within
+the validation error's noise (where the curve flattened).
 
 Two solvers minimise the same objective (scikit-learn's, on standardised
 features): scikit-learn's own (``lbfgs``, ``sag``, ``saga``), and
@@ -269,7 +270,7 @@ class LinearProbe:
                 sub_fitter = self._preconditioned_fitter(sub_rows, sub_y, rows.n, *stats, rough)
                 best = self._walk(sub_fitter, x_val, y_val, first, start)
                 fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, rough)
-                best = self._walk(fitter, x_val, y_val, best["C"], best["solution"])
+                best = self._walk(fitter, x_val, y_val, best["C"], best["solution"], self.flat_)
                 if rough > self.tol:
                     fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, self.tol)
                     best = self._fit_and_record(fitter, best["C"], best["solution"], x_val, y_val)
@@ -343,7 +344,7 @@ class LinearProbe:
         above = [core[-1] * 10.0**k for k in range(1, n + 1)]
         return below + core + above
 
-    def _walk(self, fitter: Fitter, x_val, y_val, first: float | None = None, init=None) -> dict:
+    def _walk(self, fitter: Fitter, x_val, y_val, first: float | None = None, init=None, flat=None) -> dict:
         """Walk the C grid from ``first`` (default: the middle of ``Cs``) up to the weakest
         regularisation, then from ``first`` down to the strongest; return the best record. The
         fit at ``first`` starts from ``init`` (or cold), every other from its neighbour's solution.
@@ -354,7 +355,11 @@ class LinearProbe:
         the validation split's sampling noise, so the curve has flattened there, and the fits
         further out (weaker regularisation) are the costliest and the hardest to converge. The
         best of the C's fitted is the probe. Sets ``C_limit_``: ``"upper"`` / ``"lower"`` when
-        the best C is the last C reachable that way (the optimum may lie beyond), else ``""``."""
+        the best C is the last C reachable that way and the validation error was still falling
+        there by more than its noise (the optimum may lie beyond), else ``""`` (a last C the best
+        by less than that is where the curve flattened), and ``flat_``, whether the curve
+        flattened past each end (``{1: upper, -1: lower}``): a later walk from this one's choice
+        that fits nothing further out takes it as ``flat``."""
         grid, core = self.grid(), sorted(self.Cs)
         lo, hi = grid.index(core[0]), grid.index(core[-1])
         i = grid.index(core[(len(core) - 1) // 2]) if first is None else grid.index(first)
@@ -381,6 +386,7 @@ class LinearProbe:
                 since_best = 0 if visit(j, records[j - step]["solution"]) else since_best + 1
                 if self.patience is not None and since_best >= self.patience:
                     break
+        flat = dict(flat or {1: False, -1: False})  # whether the curve flattened (or turned) past that end
         for step in (1, -1):  # past an end of Cs while the best is the last C fitted there
             while True:
                 j = grid.index(best["C"])
@@ -388,10 +394,12 @@ class LinearProbe:
                 past = j >= hi if step == 1 else j <= lo
                 if j != last or not past or not 0 <= j + step < len(grid):
                     break
-                if not visit(j + step, best["solution"], noise(best["val_error"], n_val)):
+                flat[step] = not visit(j + step, best["solution"], noise(best["val_error"], n_val))
+                if flat[step]:
                     break
-        fixed = len(core) == 1
-        self.C_limit_ = "" if fixed else "upper" if best["C"] == grid[-1] else "lower" if best["C"] == grid[0] else ""
+        end = "" if len(core) == 1 else "upper" if best["C"] == grid[-1] else "lower" if best["C"] == grid[0] else ""
+        self.C_limit_ = "" if not end or flat[1 if end == "upper" else -1] else end
+        self.flat_ = flat
         return best
 
     def _fit_and_record(self, fitter: Fitter, C: float, start, x_val, y_val) -> dict:
