@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 BLOCK_BYTES = 4 << 20  # float32 bytes per block of rows: 4 MiB measured 1.6x faster than 32 on 3,136 columns
 # on a GPU: fewer, larger products (untuned: no GPU to measure on)
 DEVICE_BLOCK_BYTES = 128 << 20
+WARM_PROGRESS = 0.1  # a warm fit ends with its start's gradient reduced at least tenfold (fit_logistic)
 
 
 class Rows:
@@ -543,14 +544,20 @@ def fit_logistic(
         f_zero, g_zero = fun(np.zeros_like(u0))
         if f_zero < f0:  # a start worse than none: say a previous checkpoint's weights for features since rescaled
             log.info("%s: the start's objective %.6g is above zero weights' %.6g: starting from zero", name, f0, f_zero)
-            u0, f0 = np.zeros_like(u0), f_zero
-        g0 = g_zero
+            u0, f0, g0 = np.zeros_like(u0), f_zero, g_zero
+        g_start, g0 = float(np.abs(g0).max()), g_zero
     g_max = float(np.abs(g0).max())
 
     def target(f: float) -> float:
         return tol * min(1.0, float(f), g_max)
 
-    gtol = target(f0)
+    # A warm start from another C's solution can meet the target far from this C's optimum: its
+    # gradient is the change of penalty, (lam_start - lam) w, tiny at weak regularisation (C=10's
+    # solution at C=100 on a 128-wide MLP layer, plain standardised L-BFGS as on every point the
+    # loss Hessian does not precondition: 2.2e-4 against a target of 2.5e-4; the walk, stopped
+    # there at 0 iterations, chose C=1 at 15.9% validation error over C=100's 14.9%). A warm fit
+    # reduces its start's gradient at least WARM_PROGRESS-fold.
+    gtol = target(f0) if init is None else min(target(f0), WARM_PROGRESS * g_start)
     t0, clock = time.time(), {"iterations": 0, "line": time.time()}
     proof: dict = {"next": 0, "solution": None}
 
