@@ -358,7 +358,7 @@ class LinearProbe:
         the best C is the last C reachable that way and the validation error was still falling
         there by more than its noise (the optimum may lie beyond), else ``""`` (a last C the best
         by less than that is where the curve flattened), and ``flat_``, whether the curve
-        flattened past each end (``{1: upper, -1: lower}``): a later walk from this one's choice
+        flattened past each end (``{"upper": ..., "lower": ...}``): a later walk from this one's choice
         that fits nothing further out takes it as ``flat``."""
         grid, core = self.grid(), sorted(self.Cs)
         lo, hi = grid.index(core[0]), grid.index(core[-1])
@@ -386,19 +386,19 @@ class LinearProbe:
                 since_best = 0 if visit(j, records[j - step]["solution"]) else since_best + 1
                 if self.patience is not None and since_best >= self.patience:
                     break
-        flat = dict(flat or {1: False, -1: False})  # whether the curve flattened (or turned) past that end
-        for step in (1, -1):  # past an end of Cs while the best is the last C fitted there
+        flat = dict(flat or {"upper": False, "lower": False})  # whether the curve flattened (or turned) there
+        for step, side in ((1, "upper"), (-1, "lower")):  # past an end of Cs while the best is the last C fitted there
             while True:
                 j = grid.index(best["C"])
                 last = max(records) if step == 1 else min(records)
                 past = j >= hi if step == 1 else j <= lo
                 if j != last or not past or not 0 <= j + step < len(grid):
                     break
-                flat[step] = not visit(j + step, best["solution"], noise(best["val_error"], n_val))
-                if flat[step]:
+                flat[side] = not visit(j + step, best["solution"], noise(best["val_error"], n_val))
+                if flat[side]:
                     break
         end = "" if len(core) == 1 else "upper" if best["C"] == grid[-1] else "lower" if best["C"] == grid[0] else ""
-        self.C_limit_ = "" if not end or flat[1 if end == "upper" else -1] else end
+        self.C_limit_ = end if end and not flat[end] else ""
         self.flat_ = flat
         return best
 
