@@ -46,7 +46,7 @@ def main() -> None:
         t0 = time.process_time()
         mean, scale, cov = solver.feature_stats(rows, a.whiten)
         precond = solver.Preconditioner(cov=cov) if a.whiten else solver.Preconditioner()
-        w, b, nit, converged, _ = solver.fit_logistic(rows, y, int(y.max()) + 1, lam, mean, scale, precond,
+        w, b, nit, converged, *_ = solver.fit_logistic(rows, y, int(y.max()) + 1, lam, mean, scale, precond,
                                                       tol=a.tol, max_iter=5000, gap_tol=gap_tol)  # fmt: skip
         cpu = time.process_time() - t0
         fits.append((text, nit, cpu, converged, objective64(x, y, w, b, mean, scale, a.C)))

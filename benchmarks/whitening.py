@@ -80,8 +80,8 @@ def main() -> None:
         hit = next(((t, i) for i, (t, f) in enumerate(trace) if (f - best) / best <= 1e-4), None)
         to_gap = "never" if hit is None else f"{hit[0]:.2f} s (evaluation {hit[1]})"
         print(
-            f"  {'whitened' if whiten else 'plain':8s}  {len(trace):5d} evaluations, {result[2]:5d} iterations, "
-            f"gap at stop {(result[4] - best) / best:.1e}, {cpu:.2f} s; to 1e-4: {to_gap}"
+            f"  {'whitened' if whiten else 'plain':8s}  {len(trace):5d} evaluations, {result.n_iter:5d} iterations, "
+            f"gap at stop {(result.objective - best) / best:.1e}, {cpu:.2f} s; to 1e-4: {to_gap}"
         )
 
 

@@ -88,7 +88,7 @@ def main() -> None:
                 *args, **{**kw, "options": {**kw["options"], "maxcor": memory}}
             )
             try:
-                _, _, nit, _, f = solver.fit_logistic(rows, y, k, lam, mean, scale, solver.Preconditioner(),
+                _, _, nit, _, f, _ = solver.fit_logistic(rows, y, k, lam, mean, scale, solver.Preconditioner(),
                                                       init=start, tol=1e-5, max_iter=5000)  # fmt: skip
             finally:
                 solver.minimize = minimize_
@@ -112,7 +112,7 @@ def main() -> None:
         return res.nit, float(res.fun)
 
     passes, t0 = 0, time.process_time()
-    w, b, nit, _, f = solver.fit_logistic(rows, y, k, lam, mean, scale, solver.Preconditioner(), tol=1e-3)
+    w, b, nit, _, f, _ = solver.fit_logistic(rows, y, k, lam, mean, scale, solver.Preconditioner(), tol=1e-3)
     print(f"rough start (tol 1e-3, cold): {nit} iterations, {passes} passes, {time.process_time() - t0:.0f} s")
     results = []
     methods = {"lbfgs10": ("L-BFGS, memory 10 (the project's)", lbfgs(10)), "lbfgs30": ("L-BFGS, memory 30", lbfgs(30)),

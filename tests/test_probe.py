@@ -348,7 +348,7 @@ def test_the_walk_goes_past_the_grid_only_while_each_decade_gains_beyond_noise(
 
     probe = LinearProbe(Cs=[0.01, 0.1, 1.0], extend_decades=3)
     probe.classes_, probe.path_ = np.arange(2), []
-    best = probe._walk(fitter, np.zeros((10000, 1), np.float32), np.zeros(10000))
+    best, _ = probe._walk(fitter, np.zeros((10000, 1), np.float32), np.zeros(10000))
     assert best["C"] == chosen and [r["C"] for r in probe.path_][-1] == last
     assert probe.C_limit_ == ("upper" if flagged else "")
 

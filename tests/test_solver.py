@@ -64,7 +64,7 @@ def test_every_preconditioner_reaches_scikit_learns_optimum(k, C):
         (Preconditioner(cov=cov), None),
         (Preconditioner(hessian=loss_hessian(x[:500], *near, mean, scale)), near),
     ]:
-        w, b, _, converged, f = fit_logistic(rows, y, k, lam, mean, scale, precond, init, tol=1e-6, max_iter=5000)
+        w, b, _, converged, f, _ = fit_logistic(rows, y, k, lam, mean, scale, precond, init, tol=1e-6, max_iter=5000)
         assert converged, precond.kind
         gap = (objective(w.T, b, xs, y, C) - best) / best
         assert -1e-6 < gap < 1e-4, (precond.kind, gap)
@@ -89,11 +89,11 @@ def test_a_fit_ended_by_float32_precision_is_converged_and_one_ended_by_max_iter
     rows = Rows(x)
     mean, scale, cov = feature_stats(rows, True)
     lam = 1 / len(y)
-    *_, converged, _ = fit_logistic(rows, y, 3, lam, mean, scale, Preconditioner(cov=cov), max_iter=3)
+    converged = fit_logistic(rows, y, 3, lam, mean, scale, Preconditioner(cov=cov), max_iter=3).converged
     assert not converged
     caplog.set_level(logging.INFO, logger="probes")
     monkeypatch.setattr("probes.solver.minimize", line_search_end)
-    _, _, n_iter, converged, _ = fit_logistic(rows, y, 3, lam, mean, scale, Preconditioner(cov=cov))
+    _, _, n_iter, converged, *_ = fit_logistic(rows, y, 3, lam, mean, scale, Preconditioner(cov=cov))
     assert converged and n_iter < 1000
     assert "the line search found no lower objective" in caplog.text
 
@@ -217,12 +217,12 @@ def test_a_warm_fit_at_a_weak_penalty_is_preconditioned_by_the_loss_hessian_and_
         """The whitened fit, far tighter than the walk's (test_every_preconditioner_reaches_scikit_learns_optimum)."""
         return fit_logistic(rows, y, 10, 1 / (C * n), mean, scale, Preconditioner(cov=cov), tol=1e-9, max_iter=20000)
 
-    *start, _, _, _ = optimum(C / 10)
+    start = optimum(C / 10)[:2]
     w_best, b_best, *_ = optimum(C)
     best = objective(w_best.T, b_best, xs, y, C)
     assert (objective(start[0].T, start[1], xs, y, C) - best) / best > 1e-3  # the start is no optimum
     hessian = loss_hessian(x, *start, mean, scale)
-    w, b, n_iter, converged, _ = fit_logistic(rows, y, 10, 1 / (C * n), mean, scale,
+    w, b, n_iter, converged, *_ = fit_logistic(rows, y, 10, 1 / (C * n), mean, scale,
                                               Preconditioner(hessian=hessian), start, tol=1e-3)  # fmt: skip
     assert converged and n_iter > 0
     assert (objective(w.T, b, xs, y, C) - best) / best < 1e-4
@@ -280,7 +280,7 @@ def test_a_cold_fit_of_a_near_separable_probe_ends_at_its_optimum(whiten):
     xs = (x - mean) / scale
     _, best = reference(xs, y, C)
     precond = Preconditioner(cov=cov) if whiten else Preconditioner()
-    wz, b, _, converged, _ = fit_logistic(rows, y, 3, 1 / (C * len(y)), mean, scale, precond, tol=1e-5, max_iter=5000)
+    wz, b, _, converged, *_ = fit_logistic(rows, y, 3, 1 / (C * len(y)), mean, scale, precond, tol=1e-5, max_iter=5000)
     assert best < 1e-3 and converged
     assert (objective(wz.T, b, xs, y, C) - best) / best < 1e-4
 
@@ -344,9 +344,9 @@ def test_a_warm_fit_at_a_weaker_penalty_moves_to_its_optimum_even_where_its_star
 
     start = None
     for C in (1.0, 10.0, 100.0):
-        w, b, n_iter, converged, f = fit(C, start, 1e-3)
+        w, b, n_iter, converged, f, _ = fit(C, start, 1e-3)
         start = (w, b)
-    *_, f_best = fit(100.0, None, 1e-6, max_iter=3000)
+    f_best = fit(100.0, None, 1e-6, max_iter=3000).objective
     assert converged and n_iter > 0 and (f - f_best) / f_best < 1e-3
 
 
@@ -359,9 +359,11 @@ def test_a_warm_start_worse_than_zero_weights_starts_from_zero():
     lam = 1 / (1.0 * len(y))
     rng = np.random.default_rng(0)
     garbage = (rng.normal(size=(x.shape[1], 3)) * 1e12, rng.normal(size=3) * 1e12)
-    *_, f_cold = fit_logistic(rows, y, 3, lam, mean, scale, Preconditioner(), tol=1e-6, max_iter=2000)
-    *_, converged, f_warm = fit_logistic(rows, y, 3, lam, mean, scale, Preconditioner(), init=garbage, tol=1e-6,
-                                         max_iter=2000, gap_tol=1e-4)  # fmt: skip
+    f_cold = fit_logistic(rows, y, 3, lam, mean, scale, Preconditioner(), tol=1e-6, max_iter=2000).objective
+    warm = fit_logistic(
+        rows, y, 3, lam, mean, scale, Preconditioner(), init=garbage, tol=1e-6, max_iter=2000, gap_tol=1e-4
+    )
+    converged, f_warm = warm.converged, warm.objective
     assert converged and f_warm == pytest.approx(f_cold, rel=1e-4)
 
 
@@ -392,12 +394,33 @@ def test_a_fit_proven_within_gap_tol_stops_there_and_is(k):
     lam = 1 / (C * len(y))
     fits = {gap: fit_logistic(rows, y, k, lam, mean, scale, Preconditioner(), tol=1e-9, max_iter=5000, gap_tol=gap)
             for gap in (None, 1e-3, 1e-6)}  # fmt: skip
-    iterations = {gap: fit[2] for gap, fit in fits.items()}
+    iterations = {gap: fit.n_iter for gap, fit in fits.items()}
     assert iterations[1e-3] < iterations[1e-6] < iterations[None]
     for gap in (1e-3, 1e-6):
-        w, b, _, converged, f = fits[gap]
+        w, b, _, converged, f, _ = fits[gap]
         assert converged and objective(w.T, b, xs, y, C) == pytest.approx(f, rel=1e-6)
         assert 0 <= (objective(w.T, b, xs, y, C) - best) / best <= gap
+
+
+def test_a_probe_whose_fit_was_proven_reports_the_proofs_bound_without_bounding_it_again(monkeypatch):
+    # the proof that ended the chosen fit is its gap bound: no further passes over the rows
+    x, y = correlated(4000, k=3, seed=5)
+    x, y, xv, yv = x[:3000], y[:3000], x[3000:], y[3000:]
+    kw = {"Cs": [0.1], "tol": 1e-9, "max_iter": 5000, "select_rows": 0, "curvature_max_params": 0}
+    unproven = LinearProbe(gap_tol=None, **kw).fit(x, y, xv, yv)
+    calls = []
+    import probes.estimator as estimator
+
+    real = estimator.certified_gap
+    monkeypatch.setattr(estimator, "certified_gap", lambda *a: calls.append(a) or real(*a))
+    proven = LinearProbe(gap_tol=1e-6, **kw).fit(x, y, xv, yv)
+    assert proven.n_iter_ < unproven.n_iter_ and not calls  # stopped by its proof, which gave the bound
+    assert 0 < proven.gap_bound_ <= 1e-6
+    mean, scale, _ = feature_stats(Rows(x), False)
+    xs = (x - mean) / scale
+    _, best = reference(xs, y, 0.1)
+    f = objective(proven.coef_ * scale, proven.intercept_ + proven.coef_ @ mean, xs, y, 0.1)
+    assert (f - best) / f <= proven.gap_bound_ * (1 + 1e-6) + 1e-7  # and the bound holds
 
 
 def test_probe_with_subsampled_grid_chooses_c_on_all_rows_and_ends_at_the_optimum():
@@ -489,7 +512,7 @@ def test_fit_points_streams_a_layer_over_the_memory_budget(tmp_path):
     x, y = correlated(1500, d=64, k=3, seed=5)
     path = activation_file(tmp_path / "act.h5", {"layer": x}, y, splits=((0, 1000), (1000, 1250), (1250, 1500)))
     probe = {"Cs": [0.1, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-6, "max_iter": 5000, "standardize": True,
-             "patience": 1, "random_state": 0, "select_rows": 0}  # fmt: skip
+             "patience": 1, "random_state": 0, "select_rows": 0, "curvature_max_params": 0}  # fmt: skip
     results = {}
     for budget in (0, 0.1):  # 0: always load; 0.1 MB < the 0.24 MB training matrix: stream
         spec = {"point": "layer", "layer_index": 1, "probe": {**probe, "memory_budget_mb": budget}}

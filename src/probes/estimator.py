@@ -44,12 +44,14 @@ from sklearn.linear_model import LogisticRegression
 from .arrays import NUMPY, namespace
 from .solver import (
     DEVICE_BLOCK_BYTES,
+    Fit,
     Preconditioner,
     Rows,
     certified_gap,
     feature_stats,
     fit_logistic,
     loss_hessian,
+    objective,
     on,
     row_space,
     worse_than_zero,
@@ -235,7 +237,7 @@ class LinearProbe:
             mean, scale, _ = self._stats(Rows(x), False)
             fitter = self._sklearn_fitter(x, y, mean, scale)  # standardises x in place
             start = None if first is None else {"std": standardise(init["coef"], init["intercept"], mean, scale)}
-            best = self._walk(fitter, x_val, y_val, first, start)
+            best, _ = self._walk(fitter, x_val, y_val, first, start)
             train = metrics(*best["solution"]["std"], self.classes_, x, y)
         else:
             rows, x_val = on(rows, xp), on(x_val, xp)  # the training rows first to the device's memory
@@ -264,20 +266,22 @@ class LinearProbe:
                 start = {"std": (w.T if basis is None else basis.T @ w.T, b)}
             if sub_rows is fit_rows:  # one walk on every row, to tol (cold or from init)
                 fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, self.tol)
-                best = self._walk(fitter, x_val, y_val, first, start)
+                best, _ = self._walk(fitter, x_val, y_val, first, start)
             else:  # walk the subsample, then every row from its choice and solution, both to the
                 # rough tolerance; then refit the chosen C to tol
                 sub_fitter = self._preconditioned_fitter(sub_rows, sub_y, rows.n, *stats, rough)
-                best = self._walk(sub_fitter, x_val, y_val, first, start)
+                best, flat = self._walk(sub_fitter, x_val, y_val, first, start)
                 fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, rough)
-                best = self._walk(fitter, x_val, y_val, best["C"], best["solution"], self.flat_)
+                best, _ = self._walk(fitter, x_val, y_val, best["C"], best["solution"], flat)
                 if rough > self.tol:
                     fitter = self._preconditioned_fitter(fit_rows, y_index, rows.n, *stats, self.tol)
                     best = self._fit_and_record(fitter, best["C"], best["solution"], x_val, y_val)
             train = metrics(best["solution"]["coef"], best["solution"]["intercept"], self.classes_, rows, y)
-            w, b = best["solution"]["std"]
-            *_, lower, f = certified_gap(fit_rows, y_index, w, b, 1.0 / (best["C"] * rows.n), fit_mean, fit_scale,
-                                         len(self.classes_) == 2)  # fmt: skip
+            lower, f = best["solution"]["lower"], best["solution"]["objective"]
+            if lower is None:  # no proof ended the chosen fit: bound it now
+                w, b = best["solution"]["std"]
+                *_, lower, f = certified_gap(fit_rows, y_index, w, b, 1.0 / (best["C"] * rows.n), fit_mean,
+                                             fit_scale, len(self.classes_) == 2)  # fmt: skip
             self.gap_bound_ = (f - max(lower, 0.0)) / f  # (f - f*) / f <= this: f* >= max(lower, 0)
         self.C_, self.n_iter_, self.converged_ = best["C"], best["n_iter"], best["converged"]
         self.val_error_, self.val_loss_ = best["val_error"], best["val_loss"]
@@ -344,7 +348,9 @@ class LinearProbe:
         above = [core[-1] * 10.0**k for k in range(1, n + 1)]
         return below + core + above
 
-    def _walk(self, fitter: Fitter, x_val, y_val, first: float | None = None, init=None, flat=None) -> dict:
+    def _walk(
+        self, fitter: Fitter, x_val, y_val, first: float | None = None, init=None, flat: dict | None = None
+    ) -> tuple[dict, dict]:
         """Walk the C grid from ``first`` (default: the middle of ``Cs``) up to the weakest
         regularisation, then from ``first`` down to the strongest; return the best record. The
         fit at ``first`` starts from ``init`` (or cold), every other from its neighbour's solution.
@@ -354,12 +360,12 @@ class LinearProbe:
         by more than the previous best's standard error (``noise``): a smaller gain is within
         the validation split's sampling noise, so the curve has flattened there, and the fits
         further out (weaker regularisation) are the costliest and the hardest to converge. The
-        best of the C's fitted is the probe. Sets ``C_limit_``: ``"upper"`` / ``"lower"`` when
+        best of the C's fitted is the probe: its record is returned, with ``flat`` (below). Sets ``C_limit_``: ``"upper"`` / ``"lower"`` when
         the best C is the last C reachable that way and the validation error was still falling
         there by more than its noise (the optimum may lie beyond), else ``""`` (a last C the best
-        by less than that is where the curve flattened), and ``flat_``, whether the curve
+        by less than that is where the curve flattened). ``flat`` says whether the curve
         flattened past each end (``{"upper": ..., "lower": ...}``): a later walk from this one's choice
-        that fits nothing further out takes it as ``flat``."""
+        that fits nothing further out is given it."""
         grid, core = self.grid(), sorted(self.Cs)
         lo, hi = grid.index(core[0]), grid.index(core[-1])
         i = grid.index(core[(len(core) - 1) // 2]) if first is None else grid.index(first)
@@ -399,8 +405,7 @@ class LinearProbe:
                     break
         end = "" if len(core) == 1 else "upper" if best["C"] == grid[-1] else "lower" if best["C"] == grid[0] else ""
         self.C_limit_ = end if end and not flat[end] else ""
-        self.flat_ = flat
-        return best
+        return best, flat
 
     def _fit_and_record(self, fitter: Fitter, C: float, start, x_val, y_val) -> dict:
         """Fit at ``C`` from ``start``; append the fit's record (without its solution) to ``path_``."""
@@ -449,23 +454,27 @@ class LinearProbe:
         maps the solution to raw-feature weights."""
         curvature = hessian_x is not None
 
-        def solve(C: float, precond: Preconditioner, init, tol: float) -> tuple:
+        def solve(C: float, precond: Preconditioner, init, tol: float) -> Fit:
             return fit_logistic(rows, y_index, len(self.classes_), 1.0 / (C * n_train), mean, scale,
                                 precond, init=init, tol=tol, max_iter=self.max_iter,
                                 name=f"C={C:g} on {rows.n} rows", gap_tol=self.gap_tol)  # fmt: skip
 
         def fit(C: float, start) -> tuple[dict, int, bool, int]:
             init, n_first = None if start is None else start["std"], 0
-            if curvature and init is not None and worse_than_zero(rows, y_index, len(self.classes_),
-                                                                  1.0 / (C * n_train), mean, scale, *init):  # fmt: skip
+            lam, k = 1.0 / (C * n_train), len(self.classes_)
+            warm = curvature and init is not None  # curvature measured at the start: is it better than none?
+            if warm and worse_than_zero(objective(rows, y_index, k, lam, mean, scale, *init), k):
                 log.info("C=%g on %d rows: the start is worse than zero weights: fitting cold", C, rows.n)
                 init = None  # no curvature to measure there (fit_logistic would start from zero, preconditioned by it)
             if curvature and init is None:  # a cold fit: a rough optimum first, to measure the curvature at
-                *init, n_first, _, _ = solve(C, base, None, max(tol, ROUGH_TOL))
+                first = solve(C, base, None, max(tol, ROUGH_TOL))
+                init, n_first = (first.w, first.b), first.n_iter
             precond = Preconditioner(hessian=loss_hessian(hessian_x, *init, mean, scale)) if curvature else base
-            w, b, n_iter, converged, _ = solve(C, precond, init, tol)
-            coef, intercept = to_raw(w, b)
-            return {"coef": coef, "intercept": intercept, "std": (w, b)}, n_first + n_iter, converged, rows.n
+            fit = solve(C, precond, init, tol)
+            coef, intercept = to_raw(fit.w, fit.b)
+            solution = {"coef": coef, "intercept": intercept, "std": (fit.w, fit.b), "objective": fit.objective,
+                        "lower": fit.lower}  # fmt: skip
+            return solution, n_first + fit.n_iter, fit.converged, rows.n
 
         return fit
 

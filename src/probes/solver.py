@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 from scipy.linalg import cholesky
@@ -477,12 +478,31 @@ def certified_gap(
     return b_star, f, entropy - float(np.sum(g * g)) / (2 * lam), f + drop
 
 
-def worse_than_zero(rows: Rows, y, n_classes: int, lam: float, mean, scale, w: np.ndarray, b: np.ndarray) -> bool:
-    """Whether the objective at ``(w, b)`` (standardised) is above that of zero weights and
-    intercepts, ``log n_classes``: a start worse than none. One pass over the rows (the scores)."""
+def objective(rows: Rows, y, n_classes: int, lam: float, mean, scale, w: np.ndarray, b: np.ndarray) -> float:
+    """The objective at ``(w, b)`` (standardised), in float64 on the scores: one pass over the rows."""
     y = np.asarray(y)
     loss = float(_cross_entropy(_scores(rows, w, mean, scale) + b, y, n_classes == 2)[0]) / len(y)
-    return loss + 0.5 * lam * float(np.sum(w * w)) > np.log(n_classes)
+    return loss + 0.5 * lam * float(np.sum(w * w))
+
+
+def worse_than_zero(f: float, n_classes: int) -> bool:
+    """Whether a start's objective ``f`` is above that of zero weights and intercepts,
+    ``log n_classes``: a start worse than none (say a previous checkpoint's weights for
+    features since rescaled), from which a fit starts at zero instead."""
+    return f > np.log(n_classes)
+
+
+class Fit(NamedTuple):
+    """``fit_logistic``'s result: the standardised weights ``(d, k)`` and intercepts ``(k,)``, the
+    iteration count, whether L-BFGS converged, the objective, and ``lower``, a bound below the
+    minimum proven by ``certified_gap`` at this point (``None`` when no proof ended the fit)."""
+
+    w: np.ndarray
+    b: np.ndarray
+    n_iter: int
+    converged: bool
+    objective: float
+    lower: float | None = None
 
 
 def fit_logistic(
@@ -498,12 +518,10 @@ def fit_logistic(
     max_iter: int = 1000,
     name: str = "L-BFGS",
     gap_tol: float | None = None,
-) -> tuple[np.ndarray, np.ndarray, int, bool, float]:
+) -> Fit:
     """Minimise the objective at ``lam = 1 / (C n)`` from ``init`` (standardised ``w``, ``b``).
 
-    ``y`` holds class indices ``0..n_classes-1``. Returns the standardised
-    weights ``(d, k)`` and intercepts ``(k,)`` (``k = 1`` for two classes, as
-    scikit-learn), the iteration count, whether L-BFGS converged, and the objective.
+    ``y`` holds class indices ``0..n_classes-1``; ``k = 1`` for two classes, as scikit-learn.
     Converged means stopped before ``max_iter`` (restarts included: L-BFGS goes on while the
     tolerance relative to the objective reached is at least twice tighter than the one it met):
     at the gradient tolerance, or where
@@ -542,7 +560,7 @@ def fit_logistic(
     f0, g0 = fun(u0)
     if init is not None:
         f_zero, g_zero = fun(np.zeros_like(u0))
-        if f_zero < f0:  # a start worse than none: say a previous checkpoint's weights for features since rescaled
+        if worse_than_zero(f0, n_classes):
             log.info("%s: the start's objective %.6g is above zero weights' %.6g: starting from zero", name, f0, f_zero)
             u0, f0, g0 = np.zeros_like(u0), f_zero, g_zero
         g_start, g0 = float(np.abs(g0).max()), g_zero
@@ -574,7 +592,7 @@ def fit_logistic(
         b_star, f_star, lower, _ = certified_gap(rows, y_host, w, theta[d * k :], lam, mean, scale, binary)
         if lower <= 0 or f_star - lower > gap_tol * lower:
             return False
-        proof["solution"] = (w, b_star, f_star)
+        proof["solution"] = (w, b_star, f_star, lower)
         return True
 
     def progress(intermediate_result) -> None:
@@ -610,13 +628,13 @@ def fit_logistic(
         res = descend(res.x, gtol, max_iter - nit)
         nit += res.nit
     if proof["solution"] is not None:
-        w, b, f = proof["solution"]
+        w, b, f, lower = proof["solution"]
         log.info("%s: proven within %.0e of the minimum after %d iterations", name, gap_tol, nit)
-        return w, b, int(nit), True, f
+        return Fit(w, b, int(nit), True, f, lower)
     theta = to_theta(res.x)
     converged = res.status != 1  # 1: iteration or evaluation limit
     if res.status == 2:
         log.info("L-BFGS ended after %d iterations: the line search found no lower objective "
                  "(the float32 objective's precision) at gradient norm %.2e (tol %.2e)",
                  nit, np.abs(res.jac).max(), gtol)  # fmt: skip
-    return theta[: d * k].reshape(d, k), theta[d * k :], int(nit), converged, float(res.fun)
+    return Fit(theta[: d * k].reshape(d, k), theta[d * k :], int(nit), converged, float(res.fun))
