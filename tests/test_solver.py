@@ -404,14 +404,13 @@ def test_a_fit_proven_within_gap_tol_stops_there_and_is(k):
 
 def test_a_probe_whose_fit_was_proven_reports_the_proofs_bound_without_bounding_it_again(monkeypatch):
     # the proof that ended the chosen fit is its gap bound: no further passes over the rows
+    import probes.estimator as estimator
+
     x, y = correlated(4000, k=3, seed=5)
     x, y, xv, yv = x[:3000], y[:3000], x[3000:], y[3000:]
     kw = {"Cs": [0.1], "tol": 1e-9, "max_iter": 5000, "select_rows": 0, "curvature_max_params": 0}
     unproven = LinearProbe(gap_tol=None, **kw).fit(x, y, xv, yv)
-    calls = []
-    import probes.estimator as estimator
-
-    real = estimator.certified_gap
+    calls, real = [], estimator.certified_gap
     monkeypatch.setattr(estimator, "certified_gap", lambda *a: calls.append(a) or real(*a))
     proven = LinearProbe(gap_tol=1e-6, **kw).fit(x, y, xv, yv)
     assert proven.n_iter_ < unproven.n_iter_ and not calls  # stopped by its proof, which gave the bound
@@ -512,7 +511,7 @@ def test_fit_points_streams_a_layer_over_the_memory_budget(tmp_path):
     x, y = correlated(1500, d=64, k=3, seed=5)
     path = activation_file(tmp_path / "act.h5", {"layer": x}, y, splits=((0, 1000), (1000, 1250), (1250, 1500)))
     probe = {"Cs": [0.1, 1.0], "solver": "preconditioned_lbfgs", "tol": 1e-6, "max_iter": 5000, "standardize": True,
-             "patience": 1, "random_state": 0, "select_rows": 0, "curvature_max_params": 0}  # fmt: skip
+             "patience": 1, "random_state": 0, "select_rows": 0}  # fmt: skip
     results = {}
     for budget in (0, 0.1):  # 0: always load; 0.1 MB < the 0.24 MB training matrix: stream
         spec = {"point": "layer", "layer_index": 1, "probe": {**probe, "memory_budget_mb": budget}}

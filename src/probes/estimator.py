@@ -360,8 +360,8 @@ class LinearProbe:
         by more than the previous best's standard error (``noise``): a smaller gain is within
         the validation split's sampling noise, so the curve has flattened there, and the fits
         further out (weaker regularisation) are the costliest and the hardest to converge. The
-        best of the C's fitted is the probe: its record is returned, with ``flat`` (below). Sets ``C_limit_``: ``"upper"`` / ``"lower"`` when
-        the best C is the last C reachable that way and the validation error was still falling
+        best of the C's fitted is the probe: its record is returned, with ``flat`` (below).
+        Sets ``C_limit_``: ``"upper"`` / ``"lower"`` when the best C is the last C reachable that way and the validation error was still falling
         there by more than its noise (the optimum may lie beyond), else ``""`` (a last C the best
         by less than that is where the curve flattened). ``flat`` says whether the curve
         flattened past each end (``{"upper": ..., "lower": ...}``): a later walk from this one's choice
