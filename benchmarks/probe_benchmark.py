@@ -36,7 +36,9 @@ is scored in float64 on it. Per case (an activation file and probe point):
    iterations) from the trace run's end; its final gradient norms are reported.
    The gap of a solution is ``(f - f_ref) / f_ref``.
 4. ``sklearn_grid``: a warm-started scikit-learn lbfgs grid over the same Cs
-   (ascending) at the tuned tol, C chosen by validation error; alternated with
+   (ascending) at the tuned tol, C chosen by validation error; and, where ``sklearnex``
+   is among the methods, ``sklearnex_walk``: ``project_walk`` with ``solver: sklearnex``
+   (the same walk, every C fitted by oneDAL's lbfgs on all rows); alternated with
    repeats of ``project_walk``.
 
 Time to a gap of 1e-4: the CPU time at the first iterate within 1e-4 of the
@@ -247,13 +249,15 @@ def child_fit(spec: dict) -> dict:
     trace = Trace(t0)
     n = len(y)
     C = spec.get("C")
-    if method in ("project", "project_walk"):
+    if method in ("project", "project_walk", "sklearnex_walk"):
         import inspect
 
         accepted = inspect.signature(LinearProbe).parameters  # the settings LinearProbe takes (not job layout)
         params = {k: v for k, v in probe.items() if k in accepted}
         if method == "project":
             params["Cs"] = [C]
+        if method == "sklearnex_walk":  # the same walk, each C fitted by oneDAL's lbfgs
+            params["solver"] = "sklearnex"
         trace.patch(probes.solver)
         original = probes.estimator.fit_logistic
 
@@ -589,8 +593,12 @@ def run_case(name: str, path: str, point: str, probe: dict, rows: int | None, re
     grid_tol = tols.get(chosen, TRACE_TOL)
     walks["sklearn_grid"] = []
     grid_spec = {"method": "sklearn_grid", "tol": grid_tol, "max_iter": 20000}
+    onedal = "sklearnex" in methods  # then also the project's walk with solver: sklearnex
+    walks.update({"sklearnex_walk": []} if onedal else {})
     for r in range(repeats):
         walks["sklearn_grid"].append(run(f"sklearn_grid.r{r}", grid_spec))
+        if onedal:
+            walks["sklearnex_walk"].append(run(f"sklearnex_walk.r{r}", {"method": "sklearnex_walk"}))
         if r + 1 < repeats:
             walks["project_walk"].append(run(f"project_walk.r{r + 1}", {"method": "project_walk"}))
     sel_rows = []
@@ -599,7 +607,7 @@ def run_case(name: str, path: str, point: str, probe: dict, rows: int | None, re
         if not ok:
             continue
         sel_rows.append({
-            "case": name, "width": d, "rows": n, "method": m, "tol": probe["tol"] if m == "project_walk" else grid_tol,
+            "case": name, "width": d, "rows": n, "method": m, "tol": grid_tol if m == "sklearn_grid" else probe["tol"],
             "repeats": len(ok), "C": ok[0]["info"]["C"], "C_limit": ok[0]["info"].get("C_limit", ""),
             "fits": ok[0]["info"]["fits"], "cpu_s": median([res["cpu_s"] for res in ok]),
             "wall_s": median([res["wall_s"] for res in ok]), "val_error": ok[0]["val_error"],

@@ -54,7 +54,7 @@ def test_default_config_is_valid_and_reproduces_the_paper(config):
         (lambda c: c["experiments"]["mnist_convnet"]["probe"]["overrides"].update(logits={"Cs": [1, 1.0]}),
          r"probe\.overrides\.logits\.Cs = \[1, 1\.0\]: .* has non-unique elements"),  # the same C twice
         (lambda c: c["experiments"]["mnist_convnet"]["probe"].update(solver="newton"),
-         r"probe\.solver = 'newton': 'newton' is not one of \['lbfgs', 'sag', 'saga', 'preconditioned_lbfgs'\]"),
+         r"probe\.solver = 'newton': 'newton' is not one of \['lbfgs', 'sag', 'saga', 'sklearnex', 'preconditioned_lbfgs'\]"),
         (lambda c: c["experiments"]["mnist_convnet"]["probe"]["overrides"].update(logits={"tol": 0}),
          r"probe\.overrides\.logits\.tol = 0"),
         (lambda c: c["experiments"]["mnist_convnet"]["probe"]["overrides"].update(logits={"warm_start": True}),

@@ -1,4 +1,5 @@
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -56,6 +57,29 @@ def test_c_is_chosen_by_validation_error_over_the_grid():
     # raw-feature weights give the standardised model's predictions
     ref = LogisticRegression(C=probe.C_, tol=1e-8, max_iter=5000).fit((xt - mean) / scale, yt)
     assert np.mean(probe.predict(xv) == ref.predict((xv - mean) / scale)) > 0.99
+
+
+def test_the_sklearnex_solver_walks_the_grid_to_scikit_learns_optima():
+    """solver: sklearnex (oneDAL's lbfgs): every C's fit on scikit-learn's objective, the same C chosen."""
+    pytest.importorskip("sklearnex")
+    x, y = separable(900, d=40, seed=6)
+    xt, yt, xv, yv = x[:600], y[:600], x[600:], y[600:]
+    grid = [1e-2, 1e-1, 1.0, 10.0]
+    probes = {s: LinearProbe(Cs=grid, solver=s, tol=1e-8, max_iter=5000, patience=None).fit(xt, yt, xv, yv)
+              for s in ("lbfgs", "sklearnex")}  # fmt: skip
+    ours, ref = probes["sklearnex"], probes["lbfgs"]
+    assert ours.C_ == ref.C_ and ours.converged_
+    assert ours.train_loss_ == pytest.approx(ref.train_loss_, rel=1e-3)
+    assert np.mean(ours.predict(xv) == ref.predict(xv)) > 0.99
+    short = LinearProbe(Cs=[1.0], solver="sklearnex", tol=1e-10, max_iter=2).fit(xt, yt, xv, yv)
+    assert short.converged_ is False  # its iteration limit is reported, as scikit-learn's
+
+
+def test_the_sklearnex_solver_without_scikit_learn_intelex_names_the_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearnex.linear_model", None)  # import fails
+    x, y = separable(200)
+    with pytest.raises(ImportError, match=r"scikit-learn-intelex.*probes\[fast\]"):
+        LinearProbe(Cs=[1.0], solver="sklearnex").fit(x[:100], y[:100], x[100:], y[100:])
 
 
 def test_walk_starts_in_the_middle_and_patience_stops_each_direction():

@@ -13,7 +13,8 @@ last reachable one is flagged (``C_limit_``) unless its decade's gain was within
 the validation error's noise (where the curve flattened).
 
 Two solvers minimise the same objective (scikit-learn's, on standardised
-features): scikit-learn's own (``lbfgs``, ``sag``, ``saga``), and
+features): scikit-learn's own (``lbfgs``, ``sag``, ``saga``; ``sklearnex`` for
+scikit-learn-intelex's lbfgs), and
 ``preconditioned_lbfgs`` (``solver.py``): L-BFGS preconditioned by the loss Hessian
 (narrow points, once warm; whitened by the feature covariance before) or on plain
 standardised features, reading rows from memory or streaming them from HDF5. The
@@ -58,7 +59,7 @@ from .solver import (
 )
 
 log = logging.getLogger(__name__)
-SKLEARN_SOLVERS = ("lbfgs", "sag", "saga")
+SKLEARN_SOLVERS = ("lbfgs", "sag", "saga", "sklearnex")  # sklearnex: oneDAL's lbfgs (scikit-learn-intelex)
 SOLVERS = (*SKLEARN_SOLVERS, "preconditioned_lbfgs")
 WHITEN = ("curvature", "always")
 ROUGH_TOL = 1e-3  # gradient tolerance of the C walks and of a cold fit's first, curvature-measuring stage
@@ -138,11 +139,25 @@ def standardise(coef: np.ndarray, intercept: np.ndarray, mean, scale) -> tuple[n
 Fitter = Callable[[float, object], tuple[dict, int, bool, int]]
 
 
+def logistic_regression(solver: str) -> tuple[type, str]:
+    """The ``LogisticRegression`` class and its solver for a scikit-learn ``solver``: scikit-learn's,
+    or for ``sklearnex`` scikit-learn-intelex's, whose lbfgs evaluates the objective by oneDAL
+    (threads capped as BLAS's, by threadpoolctl)."""
+    if solver != "sklearnex":
+        return LogisticRegression, solver
+    try:
+        from sklearnex.linear_model import LogisticRegression as OneDALLogisticRegression
+    except ImportError as e:
+        raise ImportError("probe solver 'sklearnex' needs scikit-learn-intelex: pip install 'probes[fast]'") from e
+    return OneDALLogisticRegression, "lbfgs"
+
+
 class LinearProbe:
     """A multinomial logistic-regression probe (the convex objective of scikit-learn's ``LogisticRegression``).
 
     Parameters: ``Cs`` the grid of inverse regularisation strengths; ``solver``
-    one of ``lbfgs``, ``sag``, ``saga`` (scikit-learn) or ``preconditioned_lbfgs``;
+    one of ``lbfgs``, ``sag``, ``saga`` (scikit-learn), ``sklearnex`` (scikit-learn-intelex's
+    lbfgs, ``logistic_regression``) or ``preconditioned_lbfgs``;
     ``tol`` and ``max_iter`` per fit; ``gap_tol`` (``preconditioned_lbfgs``: a fit also stops once
     proven within this relative gap of its optimum, ``solver.certified_gap``; ``None``: never);
     ``standardize``; ``patience`` (grid points
@@ -427,8 +442,9 @@ class LinearProbe:
         for _, block in Rows(x):  # Rows yields views of an in-memory float32 array
             block -= mean.astype(np.float32)
             block /= scale.astype(np.float32)
-        clf = LogisticRegression(solver=self.solver, tol=self.tol, max_iter=self.max_iter,
-                                 warm_start=True, random_state=self.random_state)  # fmt: skip
+        estimator, solver = logistic_regression(self.solver)
+        clf = estimator(solver=solver, tol=self.tol, max_iter=self.max_iter, warm_start=True,
+                        random_state=self.random_state)  # fmt: skip
 
         def fit(C: float, start) -> tuple[dict, int, bool, int]:
             if start is not None:
