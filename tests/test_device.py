@@ -222,7 +222,9 @@ def test_the_statistics_hessian_and_whitening_on_torch_are_the_numpy_ones():
     rows, t_rows = Rows(x), Rows(x, xp=xp)
     lam = 1 / len(y)
     fits = [fit_logistic(r, y, 3, lam, mean, scale, Preconditioner(cov=cov, xp=r.xp), tol=1e-7) for r in (rows, t_rows)]
-    assert fits[1].objective == pytest.approx(fits[0].objective, rel=1e-7)
+    # the two backends' float32 sums round differently, and the fits stop apart by that noise (2.6e-7
+    # on an AMD EPYC with OpenBLAS's Haswell kernels)
+    assert fits[1].objective == pytest.approx(fits[0].objective, rel=1e-6)
     w, b = fits[0][:2]
     ref, got = (certified_gap(r, y, w, b, lam, mean, scale, False) for r in (rows, t_rows))
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-6, atol=1e-9)  # the optimal intercepts

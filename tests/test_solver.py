@@ -73,6 +73,30 @@ def test_every_preconditioner_reaches_scikit_learns_optimum(k, C):
         assert np.mean(np.argmax(xs @ ref.coef_.T + ref.intercept_, 1) == np.argmax(xs @ w + b, 1)) > 0.99 or k == 2
 
 
+@pytest.mark.parametrize("warm", [False, True])
+def test_a_fit_never_passes_over_the_rows_twice_at_one_point(warm, monkeypatch):
+    """The start (evaluated for the stopping rule) and a restart's point are not evaluated again for scipy."""
+    import probes.solver
+
+    points = []
+
+    def recorded_loss_grad(rows, y, w, b, *a, **kw):
+        points.append(np.concatenate([np.ravel(w), b]))
+        return _loss_grad(rows, y, w, b, *a, **kw)
+
+    monkeypatch.setattr(probes.solver, "_loss_grad", recorded_loss_grad)
+    x, y = correlated(1500, k=3, seed=5)
+    rows = Rows(x)
+    mean, scale, _ = feature_stats(rows, False)
+    lam = 1 / len(y)
+    start = fit_logistic(rows, y, 3, 10 * lam, mean, scale, Preconditioner(), tol=1e-3) if warm else None
+    points.clear()
+    fit = fit_logistic(rows, y, 3, lam, mean, scale, Preconditioner(), None if start is None else start[:2], tol=1e-6)
+    assert fit.converged and fit.n_iter > 0 and len(points) > fit.n_iter
+    dups = [(j, i) for i in range(len(points)) for j in range(i) if np.array_equal(points[i], points[j])]
+    assert not dups, (dups, len(points))  # no point twice
+
+
 def test_a_fit_ended_by_float32_precision_is_converged_and_one_ended_by_max_iter_is_not(monkeypatch, caplog):
     # On 50,000 rows of the 128-layer MLP some refits end with L-BFGS's line search finding no
     # lower objective (status 2, "ABNORMAL"): its float32 evaluation cannot resolve what is left,

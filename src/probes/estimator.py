@@ -142,7 +142,8 @@ Fitter = Callable[[float, object], tuple[dict, int, bool, int]]
 def logistic_regression(solver: str) -> tuple[type, str]:
     """The ``LogisticRegression`` class and its solver for a scikit-learn ``solver``: scikit-learn's,
     or for ``sklearnex`` scikit-learn-intelex's, whose lbfgs evaluates the objective by oneDAL
-    (threads capped as BLAS's, by threadpoolctl)."""
+    (its threads capped by a ``threadpoolctl`` limit on the OpenMP libraries then loaded, as
+    ``probes fit --threads`` sets after importing this module)."""
     if solver != "sklearnex":
         return LogisticRegression, solver
     try:

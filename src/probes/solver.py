@@ -539,16 +539,28 @@ def fit_logistic(
     y_host, y = np.asarray(y), rows.xp.asarray(y)  # once: each evaluation then sends only the weights
     w0, b0 = init if init is not None else (np.zeros((d, k)), np.zeros(k))
     to_theta, grad_to_u, to_u = precond.at(lam, d, k)
-    last: dict = {}  # the latest evaluation's point and gradient (in theta), for certify
+    # The latest and the lowest evaluations (point, objective, gradient in theta and in u): the start,
+    # evaluated here for the stopping rule, and a restart's point (L-BFGS's best iterate, often a few
+    # line-search trials back) are not passed over again when scipy asks for them; certify reads
+    # an iterate's gradient there.
+    seen: dict[str, dict] = {}
+
+    def evaluation(u: np.ndarray) -> dict | None:
+        return next((e for e in seen.values() if np.array_equal(e["u"], u)), None)
 
     def fun(u: np.ndarray) -> tuple[float, np.ndarray]:
-        theta = to_theta(u)
-        w, b = theta[: d * k].reshape(d, k), theta[d * k :]
-        loss, grad_w, grad_b = _loss_grad(rows, y, w, b, mean, scale, binary)
-        loss += 0.5 * lam * float(np.sum(w * w))
-        grad = np.concatenate([(grad_w + lam * w).ravel(), grad_b])
-        last.update(u=u.copy(), grad=grad)
-        return loss, grad_to_u(grad)
+        e = evaluation(u)
+        if e is None:
+            theta = to_theta(u)
+            w, b = theta[: d * k].reshape(d, k), theta[d * k :]
+            loss, grad_w, grad_b = _loss_grad(rows, y, w, b, mean, scale, binary)
+            loss += 0.5 * lam * float(np.sum(w * w))
+            grad = np.concatenate([(grad_w + lam * w).ravel(), grad_b])
+            e = {"u": u.copy(), "f": loss, "grad": grad, "g_u": grad_to_u(grad)}
+            seen["latest"] = e
+            if "lowest" not in seen or loss <= seen["lowest"]["f"]:
+                seen["lowest"] = e
+        return e["f"], e["g_u"].copy()
 
     u0 = to_u(np.concatenate([np.ravel(w0), b0]))
     # Stop at |g| <= tol * min(1, f(start), |g(0)|), g(0) the gradient at zero weights (a cold fit's
@@ -557,9 +569,10 @@ def fit_logistic(
     # zero, so a layer whose every gradient is small from the start (tiny unstandardised features,
     # barely informative ones) is not declared converged at its first iterate. A warm fit pays one
     # evaluation for the reference.
-    f0, g0 = fun(u0)
     if init is not None:
         f_zero, g_zero = fun(np.zeros_like(u0))
+    f0, g0 = fun(u0)  # scipy's first evaluation, of the start, is this one
+    if init is not None:
         if worse_than_zero(f0, n_classes):
             log.info("%s: the start's objective %.6g is above zero weights' %.6g: starting from zero", name, f0, f_zero)
             u0, f0, g0 = np.zeros_like(u0), f_zero, g_zero
@@ -581,9 +594,10 @@ def fit_logistic(
 
     def certify(u: np.ndarray, f: float) -> bool:
         """Whether the iterate ``u`` is proven within ``gap_tol`` of the minimum (then kept)."""
-        if gap_tol is None or clock["iterations"] < proof["next"] or not np.array_equal(last.get("u"), u):
+        e = evaluation(u)
+        if gap_tol is None or clock["iterations"] < proof["next"] or e is None:
             return False
-        g_w = last["grad"][: d * k]
+        g_w = e["grad"][: d * k]
         if float(g_w @ g_w) / (2 * lam) > gap_tol * f:
             return False
         proof["next"] = clock["iterations"] + max(5, clock["iterations"] // 10)
