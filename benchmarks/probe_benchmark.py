@@ -594,7 +594,8 @@ def run_case(name: str, path: str, point: str, probe: dict, rows: int | None, re
     walks["sklearn_grid"] = []
     grid_spec = {"method": "sklearn_grid", "tol": grid_tol, "max_iter": 20000}
     onedal = "sklearnex" in methods  # then also the project's walk with solver: sklearnex
-    walks.update({"sklearnex_walk": []} if onedal else {})
+    if onedal:
+        walks["sklearnex_walk"] = []
     for r in range(repeats):
         walks["sklearn_grid"].append(run(f"sklearn_grid.r{r}", grid_spec))
         if onedal:

@@ -569,10 +569,9 @@ def fit_logistic(
     # zero, so a layer whose every gradient is small from the start (tiny unstandardised features,
     # barely informative ones) is not declared converged at its first iterate. A warm fit pays one
     # evaluation for the reference.
+    f0, g0 = fun(u0)  # scipy's first evaluation, of the start, is this one (the latest or the lowest)
     if init is not None:
         f_zero, g_zero = fun(np.zeros_like(u0))
-    f0, g0 = fun(u0)  # scipy's first evaluation, of the start, is this one
-    if init is not None:
         if worse_than_zero(f0, n_classes):
             log.info("%s: the start's objective %.6g is above zero weights' %.6g: starting from zero", name, f0, f_zero)
             u0, f0, g0 = np.zeros_like(u0), f_zero, g_zero
