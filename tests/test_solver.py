@@ -555,3 +555,22 @@ def test_fit_points_streams_a_layer_over_the_memory_budget(tmp_path):
     fit_points({"experiment": "e", "repeat": 0, "step": 0, "points": [spec]}, half, out.with_suffix(".json"),
                out.with_suffix(".npz"))  # fmt: skip
     assert json.loads(out.with_suffix(".json").read_text())[0]["out_of_core"]
+
+
+# warm fits preconditioned by the loss Hessian, or not
+@pytest.mark.parametrize("settings", [{}, {"curvature_max_params": 0}])
+def test_a_walk_passes_over_the_rows_at_zero_weights_once(settings, monkeypatch):
+    """Every warm fit's stopping rule is relative to the gradient at zero, the same at every C."""
+    import probes.solver
+
+    at_zero = []
+
+    def recorded_loss_grad(rows, y, w, b, *a, **kw):
+        at_zero.append(not np.any(w) and not np.any(b))
+        return _loss_grad(rows, y, w, b, *a, **kw)
+
+    monkeypatch.setattr(probes.solver, "_loss_grad", recorded_loss_grad)
+    x, y = correlated(1500, k=3, seed=5)
+    probe = LinearProbe(Cs=[1e-3, 1e-2, 1e-1, 1.0], patience=None, extend_decades=0, select_rows=0, **settings)
+    probe.fit(x[:1000], y[:1000], x[1000:], y[1000:])
+    assert len(probe.path_) == 4 and sum(at_zero) == 1

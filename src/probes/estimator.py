@@ -469,12 +469,12 @@ class LinearProbe:
         to gradient tolerance ``tol``. A cold fit uses ``base``; a warm one, given
         ``hessian_x``, the loss Hessian at its start measured on those rows. ``to_raw``
         maps the solution to raw-feature weights."""
-        curvature = hessian_x is not None
+        curvature, at_zero = hessian_x is not None, {}  # the rows' objective at zero, once per fitter
 
         def solve(C: float, precond: Preconditioner, init, tol: float) -> Fit:
             return fit_logistic(rows, y_index, len(self.classes_), 1.0 / (C * n_train), mean, scale,
                                 precond, init=init, tol=tol, max_iter=self.max_iter,
-                                name=f"C={C:g} on {rows.n} rows", gap_tol=self.gap_tol)  # fmt: skip
+                                name=f"C={C:g} on {rows.n} rows", gap_tol=self.gap_tol, at_zero=at_zero)  # fmt: skip
 
         def fit(C: float, start) -> tuple[dict, int, bool, int]:
             init, n_first = None if start is None else start["std"], 0

@@ -169,7 +169,8 @@ def row_space(rows: Rows, mean, scale, max_rank: int, rtol: float = 1e-5) -> tup
     mean32, scale32 = mean.astype(np.float32), scale.astype(np.float32)
     for _, block in Rows(rows.data, block_bytes=64 << 20):  # large blocks: each reads the whole basis
         xs = (block - mean32) / scale32
-        residual = xs - (xs @ basis) @ basis.T
+        coords = xs @ basis
+        residual = xs - coords @ basis.T
         values, vectors = np.linalg.eigh(residual.astype(np.float64) @ residual.T.astype(np.float64))
         top = max(top, float(values[-1]))  # the first block's: the rows' own scale
         new = values > rtol**2 * top
@@ -179,8 +180,9 @@ def row_space(rows: Rows, mean, scale, max_rank: int, rtol: float = 1e-5) -> tup
             basis = np.hstack([basis, np.linalg.qr(directions)[0].astype(np.float32)])
             if basis.shape[1] > max_rank:
                 return None
-            residual = xs - (xs @ basis) @ basis.T
-        parts.append(xs @ basis)
+            coords = xs @ basis
+            residual = xs - coords @ basis.T
+        parts.append(coords)
         total += float(np.einsum("ij,ij->", xs, xs, dtype=np.float64))
         missed += float(np.einsum("ij,ij->", residual, residual, dtype=np.float64))
     if total == 0 or basis.shape[1] == 0 or missed > (10 * rtol) ** 2 * total:
@@ -518,6 +520,7 @@ def fit_logistic(
     max_iter: int = 1000,
     name: str = "L-BFGS",
     gap_tol: float | None = None,
+    at_zero: dict | None = None,
 ) -> Fit:
     """Minimise the objective at ``lam = 1 / (C n)`` from ``init`` (standardised ``w``, ``b``).
 
@@ -532,7 +535,10 @@ def fit_logistic(
     of the minimum, with the intercepts it found optimal there: tried at an iterate whose
     weight gradient alone would allow it, then again only after a tenth more iterations (at
     least five; each try is two passes over the rows). A long fit logs its iteration and
-    objective once a minute, prefixed by ``name``.
+    objective once a minute, prefixed by ``name``. ``at_zero``, a dict the caller keeps for these
+    rows and labels, holds the objective and gradient at zero weights (the same at every ``lam``;
+    a cold fit's start, a warm fit's reference for its stopping rule): the first fit to need them
+    stores them there, and later fits read them.
     """
     binary = n_classes == 2
     d, k = rows.d, 1 if binary else n_classes
@@ -544,6 +550,9 @@ def fit_logistic(
     # line-search trials back) are not passed over again when scipy asks for them; certify reads
     # an iterate's gradient there.
     seen: dict[str, dict] = {}
+    if at_zero:  # and the caller's evaluation at zero weights (cold fits start there)
+        seen["zero"] = {"u": np.zeros((d + 1) * k), "f": at_zero["f"], "grad": at_zero["grad"],
+                        "g_u": grad_to_u(at_zero["grad"])}  # fmt: skip
 
     def evaluation(u: np.ndarray) -> dict | None:
         return next((e for e in seen.values() if np.array_equal(e["u"], u)), None)
@@ -560,6 +569,9 @@ def fit_logistic(
             seen["latest"] = e
             if "lowest" not in seen or loss <= seen["lowest"]["f"]:
                 seen["lowest"] = e
+            if at_zero is not None and not np.any(u):  # theta = P 0 = 0: no penalty, the same at every lam
+                seen["zero"] = e
+                at_zero.update(f=loss, grad=grad)
         return e["f"], e["g_u"].copy()
 
     u0 = to_u(np.concatenate([np.ravel(w0), b0]))
